@@ -1,0 +1,90 @@
+"""Numbered migrations, applied in order on every open. Never edit one that has shipped:
+add the next number instead."""
+
+from __future__ import annotations
+
+M001_INITIAL = """
+        CREATE TABLE sessions (
+            id INTEGER PRIMARY KEY,
+            created_utc TEXT NOT NULL,
+            finished_utc TEXT,
+            status TEXT NOT NULL DEFAULT 'running',
+            config_json TEXT NOT NULL DEFAULT '{}'
+        );
+        CREATE TABLE runs (
+            id INTEGER PRIMARY KEY,
+            session_id INTEGER NOT NULL REFERENCES sessions(id),
+            created_utc TEXT NOT NULL,
+            started_utc TEXT,
+            finished_utc TEXT,
+            status TEXT NOT NULL DEFAULT 'pending',
+            model TEXT NOT NULL,
+            reasoning TEXT NOT NULL,
+            attack TEXT NOT NULL,
+            model_sha256 TEXT,
+            saferlab_version TEXT,
+            llama_cpp_version TEXT,
+            n_items INTEGER NOT NULL,
+            config_json TEXT NOT NULL,
+            meters_json TEXT,
+            error TEXT
+        );
+        CREATE INDEX runs_session ON runs(session_id);
+        CREATE TABLE items (
+            id TEXT PRIMARY KEY,
+            key TEXT NOT NULL,
+            suite TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            category TEXT,
+            prompt TEXT NOT NULL,
+            item_json TEXT NOT NULL
+        );
+        CREATE TABLE run_items (
+            run_id INTEGER NOT NULL REFERENCES runs(id),
+            position INTEGER NOT NULL,
+            item_id TEXT NOT NULL REFERENCES items(id),
+            messages_json TEXT NOT NULL,
+            PRIMARY KEY (run_id, position),
+            UNIQUE (run_id, item_id)
+        );
+        CREATE TABLE generations (
+            id INTEGER PRIMARY KEY,
+            run_id INTEGER NOT NULL REFERENCES runs(id),
+            item_id TEXT NOT NULL REFERENCES items(id),
+            created_utc TEXT NOT NULL,
+            messages_json TEXT NOT NULL,
+            output TEXT NOT NULL,
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            ttft_ms REAL,
+            duration_ms REAL,
+            finish_reason TEXT NOT NULL,
+            error TEXT,
+            UNIQUE (run_id, item_id)
+        );
+        CREATE TABLE verdicts (
+            id INTEGER PRIMARY KEY,
+            generation_id INTEGER NOT NULL REFERENCES generations(id),
+            judge TEXT NOT NULL,
+            meter TEXT NOT NULL,
+            passed INTEGER,
+            label TEXT NOT NULL,
+            score REAL,
+            detail_json TEXT NOT NULL DEFAULT '{}',
+            error TEXT,
+            created_utc TEXT NOT NULL
+        );
+        CREATE INDEX verdicts_generation ON verdicts(generation_id);
+        CREATE TABLE file_hashes (
+            path TEXT PRIMARY KEY,
+            size INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL,
+            sha256 TEXT NOT NULL,
+            checked_utc TEXT NOT NULL
+        );
+"""
+
+# Each is applied in one transaction together with its row in _migrations.
+MIGRATIONS: list[tuple[str, str]] = [
+    ("m001_initial", M001_INITIAL),
+]

@@ -1,0 +1,95 @@
+"""Reading runs back: listings, and the plans a resume continues."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from saferlab.engine.errors import EXIT_USAGE, SaferlabError
+from saferlab.engine.plan import PlannedItem, RunPlan, RunSpec
+from saferlab.engine.types import Item, Message
+
+from .store import Store
+
+FINISHED = "finished"
+
+
+def latest_session_id(store: Store) -> int | None:
+    rows = list(store.query("SELECT id FROM sessions ORDER BY id DESC LIMIT 1"))
+    return rows[0]["id"] if rows else None
+
+
+def parse_target(text: str) -> tuple[str, int | None]:
+    """``last``, ``s3``/``session:3`` (a session) or ``7``/``r7``/``run:7`` (a run)."""
+    t = text.strip().lower()
+    if t == "last":
+        return "session", None
+    for prefix, kind in (("session:", "session"), ("s", "session"), ("run:", "run"), ("r", "run"),
+                         ("", "run")):
+        if t.startswith(prefix) and t[len(prefix):].isdigit():
+            return kind, int(t[len(prefix):])
+    raise SaferlabError(
+        f"cannot read {text!r}: give a run id (7 or r7), a session id (s3) or 'last'", EXIT_USAGE)
+
+
+def load_run_plan(store: Store, run: dict[str, Any]) -> RunPlan:
+    config = json.loads(run["config_json"])
+    items = [
+        PlannedItem(Item.from_dict(json.loads(row["item_json"])),
+                    tuple(Message.from_dict(m) for m in json.loads(row["messages_json"])))
+        for row in store.query(
+            "SELECT i.item_json, ri.messages_json FROM run_items ri "
+            "JOIN items i ON i.id = ri.item_id WHERE ri.run_id = ? ORDER BY ri.position",
+            [run["id"]])
+    ]
+    spec = RunSpec.from_dict(config)
+    extra = {k: v for k, v in config.items() if k not in spec.to_dict()}
+    return RunPlan(spec, items, run_id=run["id"], extra_config=extra)
+
+
+def resumable(store: Store, target: str) -> tuple[int, list[RunPlan]]:
+    """The session to continue and its runs that are not finished, oldest first."""
+    kind, ident = parse_target(target)
+    if kind == "session":
+        session_id = ident if ident is not None else latest_session_id(store)
+        if session_id is None:
+            raise SaferlabError(f"nothing to resume: {store.path} holds no session", EXIT_USAGE)
+        runs = list(store.query("SELECT * FROM runs WHERE session_id = ? ORDER BY id",
+                                [session_id]))
+        if not runs:
+            raise SaferlabError(f"no session s{session_id} in {store.path}", EXIT_USAGE)
+    else:
+        runs = list(store.query("SELECT * FROM runs WHERE id = ?", [ident]))
+        if not runs:
+            raise SaferlabError(f"no run {ident} in {store.path}", EXIT_USAGE)
+        session_id = runs[0]["session_id"]
+    plans = []
+    for run in runs:
+        if run["status"] == FINISHED and generated_count(store, run["id"]) >= run["n_items"]:
+            continue
+        plans.append(load_run_plan(store, run))
+    return session_id, plans
+
+
+def generated_count(store: Store, run_id: int) -> int:
+    return next(store.query("SELECT COUNT(*) AS n FROM generations WHERE run_id = ?",
+                            [run_id]))["n"]
+
+
+def list_runs(store: Store, limit: int | None = None) -> list[dict[str, Any]]:
+    sql = ("SELECT r.*, (SELECT COUNT(*) FROM generations g WHERE g.run_id = r.id) AS generated "
+           "FROM runs r ORDER BY r.id DESC")
+    params: list[Any] = []
+    if limit:
+        sql += " LIMIT ?"
+        params.append(limit)
+    out = []
+    for row in store.query(sql, params):
+        out.append({
+            "id": row["id"], "session_id": row["session_id"], "created_utc": row["created_utc"],
+            "status": row["status"], "model": row["model"], "reasoning": row["reasoning"],
+            "attack": row["attack"], "items": row["n_items"], "generated": row["generated"],
+            "meters": json.loads(row["meters_json"]) if row["meters_json"] else {},
+            "error": row["error"],
+        })
+    return out

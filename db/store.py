@@ -1,0 +1,219 @@
+"""The SQLite store: opening and migrating the file, and the engine's Recorder over it.
+
+One connection per thread (sqlite objects belong to their thread), WAL so a reader such as
+Datasette or the TUI never blocks a run, and a busy timeout for the moments two writers meet.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import sqlite_utils
+
+from saferlab.engine.errors import EXIT_DATABASE, SaferlabError
+from saferlab.engine.types import GenerationResult, Item, Message, Meter, Verdict
+
+from .migrations import MIGRATIONS
+
+BUSY_TIMEOUT_MS = 10_000
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+class Store:
+    """A saferlab database file. Opening it applies any migrations it lacks."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self.db  # open and migrate now, so a bad file fails here with one clear message
+
+    # -- connections ---------------------------------------------------------------------
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = self._local.db = self._open()
+        return db
+
+    def _open(self) -> sqlite_utils.Database:
+        where = f"cannot open database {self.path}"
+        if self.path.is_dir():
+            raise SaferlabError(f"{where}: it is a directory", EXIT_DATABASE)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SaferlabError(f"{where}: {exc.strerror}", EXIT_DATABASE) from None
+        try:
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000,
+                                   isolation_level=None)
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            with self._lock:
+                self._migrate(conn)
+        except sqlite3.DatabaseError as exc:
+            raise SaferlabError(f"{where}: {exc}", EXIT_DATABASE) from None
+        return sqlite_utils.Database(conn)
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        conn.execute("CREATE TABLE IF NOT EXISTS _migrations "
+                     "(name TEXT PRIMARY KEY, applied_utc TEXT NOT NULL)")
+        applied = {row[0] for row in conn.execute("SELECT name FROM _migrations")}
+        known = {name for name, _ in MIGRATIONS}
+        if applied - known:
+            raise SaferlabError(
+                f"database {self.path} was made by a newer saferlab (it has migrations "
+                f"{', '.join(sorted(applied - known))}); upgrade saferlab to open it", EXIT_DATABASE)
+        for name, sql in MIGRATIONS:
+            if name in applied:
+                continue
+            try:
+                conn.executescript(
+                    f"BEGIN IMMEDIATE;\n{sql}\n;INSERT INTO _migrations VALUES "
+                    f"('{name}', '{utc_now()}');\nCOMMIT;")
+            except sqlite3.Error:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.conn.close()
+            self._local.db = None
+
+    def transaction(self) -> "_Transaction":
+        return _Transaction(self.db.conn)
+
+    # -- Recorder ------------------------------------------------------------------------
+
+    def start_session(self, config: dict[str, Any]) -> int:
+        with self.transaction():
+            return self.db["sessions"].insert(
+                {"created_utc": utc_now(), "status": "running", "config_json": dumps(config)}
+            ).last_pk
+
+    def create_run(self, session_id: int, config: dict[str, Any],
+                   items: Sequence[tuple[Item, Sequence[Message]]]) -> int:
+        with self.transaction():
+            run_id = self.db["runs"].insert({
+                "session_id": session_id, "created_utc": utc_now(), "status": "pending",
+                "model": config["model"], "reasoning": config["reasoning"],
+                "attack": config["attack"], "model_sha256": config.get("model_sha256"),
+                "saferlab_version": config.get("saferlab_version"),
+                "llama_cpp_version": config.get("llama_cpp_version"),
+                "n_items": len(items), "config_json": dumps(config),
+            }).last_pk
+            self.db["items"].insert_all(
+                ({"id": item.id, "key": item.key, "suite": item.suite, "kind": item.kind,
+                  "category": item.category, "prompt": item.prompt,
+                  "item_json": dumps(item.to_dict())} for item, _ in items),
+                ignore=True)
+            self.db["run_items"].insert_all(
+                {"run_id": run_id, "position": i, "item_id": item.id,
+                 "messages_json": dumps([m.to_dict() for m in messages])}
+                for i, (item, messages) in enumerate(items))
+        return run_id
+
+    def begin_run(self, run_id: int) -> dict[str, list[Verdict]]:
+        with self.transaction():
+            self.db.execute(
+                "UPDATE runs SET status = 'running', started_utc = COALESCE(started_utc, ?), "
+                "finished_utc = NULL, error = NULL WHERE id = ?", [utc_now(), run_id])
+        done: dict[str, list[Verdict]] = {}
+        for row in self.db.query(
+            "SELECT g.item_id, v.judge, v.meter, v.passed, v.label, v.score, v.detail_json, "
+            "v.error FROM generations g LEFT JOIN verdicts v ON v.generation_id = g.id "
+            "WHERE g.run_id = ? ORDER BY g.id, v.id", [run_id]):
+            verdicts = done.setdefault(row["item_id"], [])
+            if row["judge"] is not None:
+                verdicts.append(verdict_from_row(row))
+        return done
+
+    def record_generation(self, run_id: int, item: Item, messages: Sequence[Message],
+                          result: GenerationResult, verdicts: Sequence[Verdict]) -> None:
+        now = utc_now()
+        with self.transaction():
+            generation_id = self.db["generations"].insert({
+                "run_id": run_id, "item_id": item.id, "created_utc": now,
+                "messages_json": dumps([m.to_dict() for m in messages]),
+                "output": result.text, "prompt_tokens": result.prompt_tokens,
+                "completion_tokens": result.completion_tokens, "ttft_ms": result.ttft_ms,
+                "duration_ms": result.duration_ms, "finish_reason": result.finish_reason,
+                "error": result.error,
+            }).last_pk
+            self.db["verdicts"].insert_all(
+                {"generation_id": generation_id, "judge": v.judge, "meter": v.meter,
+                 "passed": None if v.passed is None else int(v.passed), "label": v.label,
+                 "score": v.score, "detail_json": dumps(v.detail), "error": v.error,
+                 "created_utc": now} for v in verdicts)
+
+    def finish_run(self, run_id: int, status: str, meters: dict[str, Meter],
+                   error: str | None = None) -> None:
+        with self.transaction():
+            self.db.execute(
+                "UPDATE runs SET status = ?, finished_utc = ?, meters_json = ?, error = ? "
+                "WHERE id = ?",
+                [status, utc_now(), dumps({k: m.to_dict() for k, m in meters.items()}), error,
+                 run_id])
+
+    def finish_session(self, session_id: int, status: str) -> None:
+        with self.transaction():
+            self.db.execute("UPDATE sessions SET status = ?, finished_utc = ? WHERE id = ?",
+                            [status, utc_now(), session_id])
+
+    # -- HashCache -----------------------------------------------------------------------
+
+    def get(self, path: str, size: int, mtime_ns: int) -> str | None:
+        rows = list(self.db.query(
+            "SELECT sha256 FROM file_hashes WHERE path = ? AND size = ? AND mtime_ns = ?",
+            [path, size, mtime_ns]))
+        return rows[0]["sha256"] if rows else None
+
+    def put(self, path: str, size: int, mtime_ns: int, sha256: str) -> None:
+        with self.transaction():
+            self.db["file_hashes"].upsert(
+                {"path": path, "size": size, "mtime_ns": mtime_ns, "sha256": sha256,
+                 "checked_utc": utc_now()}, pk="path")
+
+    # -- queries ---------------------------------------------------------------------------
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> Iterator[dict[str, Any]]:
+        return self.db.query(sql, params)
+
+
+def verdict_from_row(row: dict[str, Any]) -> Verdict:
+    passed = row["passed"]
+    return Verdict(row["judge"], row["meter"], None if passed is None else bool(passed),
+                   row["label"], row["score"], json.loads(row["detail_json"] or "{}"),
+                   row["error"])
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on error. The connection is in autocommit
+    mode so that every write is explicit and nothing waits in an implicit transaction."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")

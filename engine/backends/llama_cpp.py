@@ -1,0 +1,181 @@
+"""GGUF models through llama-cpp-python.
+
+The prompt is rendered with the model's own chat template (GGUF metadata) and decoded token by
+token with ``Llama.generate``, so that token counts are exact and the cancel event is read
+between tokens. One generation at a time per model.
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+import threading
+import time
+from typing import Any, Iterator, Sequence
+
+import llama_cpp
+from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+from ..errors import EXIT_MODEL, SaferlabError
+from ..models import ModelRef
+from ..types import (FINISH_CANCELLED, FINISH_ERROR, FINISH_LENGTH, FINISH_STOP,
+                     GenerationRequest, GenerationResult, Message)
+from .base import OnToken
+
+# Used only when a GGUF carries no chat template; recorded in info() so nobody is misled.
+CHATML = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{{ message['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+DEFAULT_CTX = 4096
+
+
+def default_threads() -> int:
+    # llama-cpp-python's own default is half the cores, which on a 2-core laptop is one.
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+class LlamaCppBackend:
+    def __init__(self, ref: ModelRef, n_ctx: int = DEFAULT_CTX, n_threads: int | None = None,
+                 n_gpu_layers: int | None = None, **_: Any) -> None:
+        self.spec = ref.spec
+        self.path = str(ref.path)
+        if n_gpu_layers is None:
+            n_gpu_layers = -1 if llama_cpp.llama_supports_gpu_offload() else 0
+        self.n_threads = n_threads or default_threads()
+        try:
+            self.llm = llama_cpp.Llama(
+                model_path=self.path, n_ctx=n_ctx, n_threads=self.n_threads,
+                n_gpu_layers=n_gpu_layers, verbose=False)
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise SaferlabError(f"llama.cpp could not load {self.path}: {exc}", EXIT_MODEL) from None
+        self.n_ctx = self.llm.n_ctx()
+        self._lock = threading.Lock()
+        self._setup_template()
+        vocab = getattr(getattr(self.llm, "_model", None), "vocab", None)
+        if vocab is not None and hasattr(llama_cpp, "llama_vocab_is_eog"):
+            self._is_eog = lambda token: bool(llama_cpp.llama_vocab_is_eog(vocab, token))
+        else:
+            eos = self.llm.token_eos()
+            self._is_eog = lambda token: token == eos
+
+    def _setup_template(self) -> None:
+        meta = self.llm.metadata
+        template = meta.get("tokenizer.chat_template")
+        self.template_source = "gguf" if template else "chatml-fallback"
+        model = self.llm._model
+        eos_id, bos_id = self.llm.token_eos(), self.llm.token_bos()
+        eos = model.token_get_text(eos_id) if eos_id != -1 else ""
+        bos = model.token_get_text(bos_id) if bos_id != -1 else ""
+        self.formatter = Jinja2ChatFormatter(template or CHATML, eos_token=eos, bos_token=bos)
+
+    def info(self) -> dict[str, Any]:
+        meta = self.llm.metadata
+        return {
+            "backend": "llama.cpp",
+            "llama_cpp_version": llama_cpp.__version__,
+            "path": self.path,
+            "n_ctx": self.n_ctx,
+            "n_threads": self.n_threads,
+            "chat_template": self.template_source,
+            "architecture": meta.get("general.architecture"),
+            "name": meta.get("general.name"),
+            "file_type": meta.get("general.file_type"),
+        }
+
+    def render(self, messages: Sequence[Message]) -> str:
+        chat = [m.to_dict() for m in messages]
+        try:
+            return self.formatter(messages=chat).prompt
+        except ValueError:
+            # Some templates (Gemma's, for one) refuse a system role; fold it into the first
+            # user turn, which is what their model cards advise.
+            if not chat or chat[0]["role"] != "system":
+                raise
+            system, rest = chat[0]["content"], chat[1:]
+            if rest and rest[0]["role"] == "user":
+                rest[0] = {"role": "user", "content": f"{system}\n\n{rest[0]['content']}"}
+            return self.formatter(messages=rest).prompt
+
+    def generate(
+        self,
+        requests: Sequence[GenerationRequest],
+        cancel: threading.Event | None = None,
+        on_token: OnToken | None = None,
+    ) -> Iterator[GenerationResult]:
+        for request in requests:
+            if cancel is not None and cancel.is_set():
+                return
+            with self._lock:
+                result = self._one(request, cancel, on_token)
+            yield result
+            if result.finish_reason == FINISH_CANCELLED:
+                return
+
+    def _one(self, request: GenerationRequest, cancel: threading.Event | None,
+             on_token: OnToken | None) -> GenerationResult:
+        started = time.perf_counter()
+        try:
+            prompt = self.render(request.messages)
+            tokens = self.llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+        except Exception as exc:  # a template or tokenizer failure is this item's, not the run's
+            return GenerationResult(request.id, finish_reason=FINISH_ERROR,
+                                    error=f"could not build the prompt: {exc}")
+        if len(tokens) >= self.n_ctx:
+            return GenerationResult(
+                request.id, prompt_tokens=len(tokens), finish_reason=FINISH_ERROR,
+                error=f"prompt is {len(tokens)} tokens but the context holds {self.n_ctx}")
+        budget = min(request.params.max_tokens, self.n_ctx - len(tokens))
+        params = request.params
+        self.llm.set_seed(params.seed)
+        # Evaluate every prompt from scratch. Reusing a cached prefix re-evaluates the prompt
+        # in a different batch shape, which shifts logits slightly: a seeded or near-tied
+        # greedy decode then depends on what ran before it, and a run would not reproduce.
+        self.llm.reset()
+        out: list[int] = []
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        finish = FINISH_LENGTH
+        ttft_ms: float | None = None
+        try:
+            for token in self.llm.generate(
+                tokens, temp=params.temperature, top_k=params.top_k, top_p=params.top_p,
+                min_p=0.0, repeat_penalty=1.0,
+            ):
+                if ttft_ms is None:
+                    ttft_ms = (time.perf_counter() - started) * 1000
+                if self._is_eog(token):
+                    finish = FINISH_STOP
+                    break
+                out.append(token)
+                if on_token is not None:
+                    piece = decoder.decode(self.llm.detokenize([token]))
+                    if piece:
+                        on_token(request.id, piece)
+                if cancel is not None and cancel.is_set():
+                    finish = FINISH_CANCELLED
+                    break
+                if len(out) >= budget:
+                    break
+        except Exception as exc:
+            return GenerationResult(
+                request.id, text=self._text(out), prompt_tokens=len(tokens),
+                completion_tokens=len(out), ttft_ms=ttft_ms,
+                duration_ms=(time.perf_counter() - started) * 1000,
+                finish_reason=FINISH_ERROR, error=f"llama.cpp failed while decoding: {exc}")
+        return GenerationResult(
+            request.id, text=self._text(out), prompt_tokens=len(tokens),
+            completion_tokens=len(out), ttft_ms=ttft_ms,
+            duration_ms=(time.perf_counter() - started) * 1000, finish_reason=finish)
+
+    def _text(self, tokens: list[int]) -> str:
+        return self.llm.detokenize(tokens).decode("utf-8", errors="replace")
+
+    def close(self) -> None:
+        llm, self.llm = self.llm, None
+        if llm is not None:
+            llm.close()

@@ -1,0 +1,88 @@
+"""Events the runner emits through its ``emit`` callable.
+
+The same stream feeds the CLI progress bar, the Textual app (as messages) and tests (as a list).
+Names say what happened.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .types import GenerationResult, Item, Meter, Verdict
+
+
+@dataclass(frozen=True)
+class Event:
+    pass
+
+
+@dataclass(frozen=True)
+class SessionStarted(Event):
+    session_id: int
+    runs: int
+    items: int  # items over all runs, those a resumed run already has included
+
+
+@dataclass(frozen=True)
+class RunStarted(Event):
+    run_id: int
+    config: dict[str, Any]
+    total: int
+    done: int  # items already generated (a resumed run)
+
+
+@dataclass(frozen=True)
+class TokenGenerated(Event):
+    run_id: int
+    item_key: str
+    text: str
+
+
+@dataclass(frozen=True)
+class ItemGenerated(Event):
+    run_id: int
+    item: Item
+    result: GenerationResult
+
+
+@dataclass(frozen=True)
+class ItemJudged(Event):
+    run_id: int
+    item: Item
+    result: GenerationResult
+    verdicts: tuple[Verdict, ...]
+
+
+@dataclass(frozen=True)
+class MetersUpdated(Event):
+    run_id: int
+    meters: dict[str, Meter]
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
+class RunFinished(Event):
+    run_id: int
+    status: str  # "finished" or "cancelled"
+    meters: dict[str, Meter] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunFailed(Event):
+    run_id: int
+    error: str
+
+
+@dataclass(frozen=True)
+class SessionFinished(Event):
+    session_id: int
+    status: str  # "finished", "cancelled" or "failed"
+
+
+Emit = Callable[[Event], None]
+
+
+def ignore(_: Event) -> None:
+    """An emit that drops everything."""

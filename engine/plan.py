@@ -1,0 +1,115 @@
+"""What to run: a session spec in, run plans out (items and the exact messages for each)."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import EXIT_USAGE, SaferlabError
+from .judges import DEFAULT_JUDGES, JUDGES
+from .library import file_sha256
+from .prompting import ATTACKS_FILE, REASONING_FILE, build_messages, get_attack, get_reasoning_prompt
+from .suites import SUITES, load_suite, sample
+from .types import DecodingParams, Item, Message
+
+
+@dataclass(frozen=True)
+class SessionSpec:
+    """What the user asked for. Several reasoning prompts or attacks make a cartesian product
+    of runs over the same items."""
+
+    model: str = "embedded"
+    reasoning: tuple[str, ...] = ("direct",)
+    attacks: tuple[str, ...] = ("none",)
+    suites: tuple[str, ...] = ("harmful",)
+    limit: int | None = None
+    seed: int = 0
+    params: DecodingParams = DecodingParams()
+    judges: tuple[str, ...] = DEFAULT_JUDGES
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run's configuration, stored as JSON with the run."""
+
+    model: str
+    reasoning: str
+    attack: str
+    suites: tuple[str, ...]
+    limit: int | None
+    seed: int
+    params: DecodingParams
+    judges: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model, "reasoning": self.reasoning, "attack": self.attack,
+            "suites": list(self.suites), "limit": self.limit, "seed": self.seed,
+            "decoding": self.params.to_dict(), "judges": list(self.judges),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RunSpec":
+        return cls(model=d["model"], reasoning=d["reasoning"], attack=d["attack"],
+                   suites=tuple(d["suites"]), limit=d.get("limit"), seed=d.get("seed", 0),
+                   params=DecodingParams.from_dict(d.get("decoding", {})),
+                   judges=tuple(d.get("judges", DEFAULT_JUDGES)))
+
+
+@dataclass(frozen=True)
+class PlannedItem:
+    item: Item
+    messages: tuple[Message, ...]
+
+
+@dataclass
+class RunPlan:
+    spec: RunSpec
+    items: list[PlannedItem]
+    run_id: int | None = None  # set when the run already exists (resume)
+    extra_config: dict[str, Any] = field(default_factory=dict)
+
+    def config(self) -> dict[str, Any]:
+        return self.spec.to_dict() | self.extra_config
+
+
+def prompt_file_hashes(suites: tuple[str, ...]) -> dict[str, str]:
+    files = [REASONING_FILE, ATTACKS_FILE, "refusal_keywords.toml"]
+    names = {s.partition(":")[0] for s in suites}
+    files += [SUITES[n].file for n in sorted(names) if n in SUITES]
+    return {f: file_sha256(f) for f in files}
+
+
+def _unique(values: tuple[str, ...], what: str) -> tuple[str, ...]:
+    if not values:
+        raise SaferlabError(f"at least one {what} is needed", EXIT_USAGE)
+    return tuple(dict.fromkeys(v.strip() for v in values))
+
+
+def plan_session(spec: SessionSpec) -> list[RunPlan]:
+    """Resolve every name (raising SaferlabError for unknown ones, before any model loads),
+    draw the items once, and build the messages of each run."""
+    if spec.limit is not None and spec.limit < 1:
+        raise SaferlabError("--limit must be at least 1", EXIT_USAGE)
+    for judge in spec.judges:
+        if judge not in JUDGES:
+            raise SaferlabError(
+                f"unknown judge {judge!r}; known judges: {', '.join(sorted(JUDGES))}", EXIT_USAGE)
+    reasoning = [get_reasoning_prompt(r) for r in _unique(spec.reasoning, "reasoning prompt")]
+    attacks = [get_attack(a) for a in _unique(spec.attacks, "attack")]
+    suites = _unique(spec.suites, "suite")
+    items: list[Item] = []
+    for suite in suites:
+        items += sample(load_suite(suite, spec.seed), spec.limit, spec.seed)
+    if not items:
+        raise SaferlabError("the chosen suites hold no items", EXIT_USAGE)
+    hashes = prompt_file_hashes(suites)
+    plans = []
+    for r, a in itertools.product(reasoning, attacks):
+        run_spec = RunSpec(model=spec.model, reasoning=r.name, attack=a.name, suites=suites,
+                           limit=spec.limit, seed=spec.seed, params=spec.params,
+                           judges=tuple(dict.fromkeys(spec.judges)))
+        planned = [PlannedItem(item, build_messages(item, r, a)) for item in items]
+        plans.append(RunPlan(run_spec, planned, extra_config={"prompt_files": hashes}))
+    return plans

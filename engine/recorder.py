@@ -1,0 +1,64 @@
+"""The persistence seam: the engine calls a Recorder; db/ implements it over SQLite, and
+NullRecorder serves --no-log and unit tests."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, Protocol, Sequence
+
+from .types import GenerationResult, Item, Message, Meter, Verdict
+
+
+class Recorder(Protocol):
+    def start_session(self, config: dict[str, Any]) -> int: ...
+
+    def create_run(self, session_id: int, config: dict[str, Any],
+                   items: Sequence[tuple[Item, Sequence[Message]]]) -> int:
+        """Store a planned run (status "pending") with its items and their messages. All runs
+        of a session are created before the first starts, so a resume knows every one."""
+        ...
+
+    def begin_run(self, run_id: int) -> dict[str, list[Verdict]]:
+        """Mark the run running; return the verdicts of the items already generated, by item
+        id (an item whose generation failed maps to an empty list)."""
+        ...
+
+    def record_generation(self, run_id: int, item: Item, messages: Sequence[Message],
+                          result: GenerationResult, verdicts: Sequence[Verdict]) -> None:
+        """Store one generation and its verdicts durably, in one transaction."""
+        ...
+
+    def finish_run(self, run_id: int, status: str, meters: dict[str, Meter],
+                   error: str | None = None) -> None: ...
+
+    def finish_session(self, session_id: int, status: str) -> None: ...
+
+
+class NullRecorder:
+    """Keeps nothing but ids and counts."""
+
+    def __init__(self) -> None:
+        self._ids = itertools.count(1)
+        self.generations = 0
+        self.statuses: dict[int, str] = {}
+
+    def start_session(self, config: dict[str, Any]) -> int:
+        return next(self._ids)
+
+    def create_run(self, session_id, config, items) -> int:
+        run_id = next(self._ids)
+        self.statuses[run_id] = "pending"
+        return run_id
+
+    def begin_run(self, run_id) -> dict[str, list[Verdict]]:
+        self.statuses[run_id] = "running"
+        return {}
+
+    def record_generation(self, run_id, item, messages, result, verdicts) -> None:
+        self.generations += 1
+
+    def finish_run(self, run_id, status, meters, error=None) -> None:
+        self.statuses[run_id] = status
+
+    def finish_session(self, session_id, status) -> None:
+        pass

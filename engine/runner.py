@@ -1,0 +1,135 @@
+"""The one orchestration loop: plans in; generate, judge, emit and record each item."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from .backends import Backend
+from .events import (Emit, ItemGenerated, ItemJudged, MetersUpdated, RunFailed, RunFinished,
+                     RunStarted, SessionFinished, SessionStarted, TokenGenerated, ignore)
+from .judges import Judge, make_judge
+from .meters import MeterTally
+from .plan import PlannedItem, RunPlan
+from .recorder import NullRecorder, Recorder
+from .types import FINISH_CANCELLED, GenerationRequest, GenerationResult, Item, Meter, Verdict
+
+
+@dataclass
+class RunOutcome:
+    run_id: int
+    config: dict
+    status: str  # finished, cancelled or failed
+    meters: dict[str, Meter]
+    generated: int  # generations made in this call
+    total: int
+    error: str | None = None
+    completion_tokens: int = 0
+    generation_ms: float = 0.0
+
+
+@dataclass
+class SessionOutcome:
+    session_id: int
+    status: str
+    runs: list[RunOutcome] = field(default_factory=list)
+
+
+def judge_item(judges: Sequence[Judge], item: Item, result: GenerationResult) -> tuple[Verdict, ...]:
+    """Every applicable judge's verdict; a judge that raises gives a verdict with ``error``."""
+    verdicts = []
+    for judge in judges:
+        if not judge.applies_to(item):
+            continue
+        try:
+            verdicts.append(judge.judge(item, result.text))
+        except Exception as exc:  # a broken judge must not end the batch
+            verdicts.append(Verdict(judge.name, judge.meter, None, "error",
+                                    error=f"{type(exc).__name__}: {exc}"))
+    return tuple(verdicts)
+
+
+class Runner:
+    def __init__(self, backend: Backend, recorder: Recorder | None = None, emit: Emit = ignore,
+                 cancel: threading.Event | None = None) -> None:
+        self.backend = backend
+        self.recorder = recorder or NullRecorder()
+        self.emit = emit
+        self.cancel = cancel or threading.Event()
+
+    def run_session(self, plans: Sequence[RunPlan], session_id: int | None = None,
+                    session_config: dict | None = None) -> SessionOutcome:
+        """Run each plan in turn. ``session_id`` continues an existing session (resume)."""
+        if session_id is None:
+            session_id = self.recorder.start_session(session_config or {})
+        outcome = SessionOutcome(session_id, "finished")
+        self.emit(SessionStarted(session_id, len(plans), sum(len(p.items) for p in plans)))
+        for plan in plans:
+            if plan.run_id is None:
+                plan.run_id = self.recorder.create_run(
+                    session_id, plan.config(), [(p.item, p.messages) for p in plan.items])
+        try:
+            for plan in plans:
+                run = self._run(plan)
+                outcome.runs.append(run)
+                if run.status != "finished":
+                    outcome.status = run.status
+                    break
+        finally:
+            self.recorder.finish_session(session_id, outcome.status)
+            self.emit(SessionFinished(session_id, outcome.status))
+        return outcome
+
+    def _run(self, plan: RunPlan) -> RunOutcome:
+        assert plan.run_id is not None
+        run_id, config = plan.run_id, plan.config()
+        judges = [make_judge(name) for name in plan.spec.judges]
+        tally = MeterTally()
+        done = self.recorder.begin_run(run_id)
+        by_id: dict[str, PlannedItem] = {p.item.id: p for p in plan.items}
+        for p in plan.items:
+            if p.item.id in done:
+                tally.add_item(p.item.kind, done[p.item.id])
+        pending = [p for p in plan.items if p.item.id not in done]
+        total = len(plan.items)
+        count = total - len(pending)
+        outcome = RunOutcome(run_id, config, "finished", tally.snapshot(), 0, total)
+        self.emit(RunStarted(run_id, config, total, count))
+        self.emit(MetersUpdated(run_id, outcome.meters, count, total))
+
+        keys = {p.item.id: p.item.key for p in pending}
+
+        def on_token(request_id: str, text: str) -> None:
+            self.emit(TokenGenerated(run_id, keys[request_id], text))
+
+        requests = [GenerationRequest(p.item.id, p.messages, plan.spec.params) for p in pending]
+        try:
+            for result in self.backend.generate(requests, self.cancel, on_token):
+                planned = by_id[result.request_id]
+                self.emit(ItemGenerated(run_id, planned.item, result))
+                if result.finish_reason == FINISH_CANCELLED:
+                    break  # the item in flight is not kept; resume redoes it
+                verdicts = judge_item(judges, planned.item, result) if result.error is None else ()
+                self.recorder.record_generation(run_id, planned.item, planned.messages, result,
+                                                verdicts)
+                tally.add_item(planned.item.kind, verdicts)
+                count += 1
+                outcome.generated += 1
+                outcome.completion_tokens += result.completion_tokens
+                outcome.generation_ms += result.duration_ms
+                outcome.meters = tally.snapshot()
+                self.emit(ItemJudged(run_id, planned.item, result, verdicts))
+                self.emit(MetersUpdated(run_id, outcome.meters, count, total))
+                if self.cancel.is_set():
+                    break
+        except Exception as exc:
+            outcome.status, outcome.error = "failed", f"{type(exc).__name__}: {exc}"
+            self.recorder.finish_run(run_id, "failed", outcome.meters, outcome.error)
+            self.emit(RunFailed(run_id, outcome.error))
+            raise
+        if self.cancel.is_set() and count < total:
+            outcome.status = "cancelled"
+        self.recorder.finish_run(run_id, outcome.status, outcome.meters)
+        self.emit(RunFinished(run_id, outcome.status, outcome.meters))
+        return outcome

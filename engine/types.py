@@ -1,0 +1,153 @@
+"""Frozen values that cross the engine's surface: requests and results of a backend, items of a
+suite, verdicts of a judge, meters of a run."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Role = Literal["system", "user", "assistant"]
+ItemKind = Literal["harmful", "benign", "math", "privacy"]
+MeterName = Literal["safety", "reasoning", "privacy"]
+
+FINISH_STOP = "stop"  # the model ended its turn
+FINISH_LENGTH = "length"  # max_tokens reached
+FINISH_CANCELLED = "cancelled"  # the cancel event was set mid-generation
+FINISH_ERROR = "error"  # the request failed; see GenerationResult.error
+
+
+@dataclass(frozen=True)
+class Message:
+    role: Role
+    content: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"role": self.role, "content": self.content}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Message":
+        return cls(role=d["role"], content=d["content"])
+
+
+@dataclass(frozen=True)
+class DecodingParams:
+    """Greedy by default: temperature 0 makes a run reproducible without a seed."""
+
+    max_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    top_k: int = 0
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "DecodingParams":
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One unit of a backend's work: a conversation and how to continue it."""
+
+    id: str
+    messages: tuple[Message, ...]
+    params: DecodingParams = DecodingParams()
+    adapter: str | None = None
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    """What a backend yields for one request. A failed request is a result with ``error`` set,
+    never an exception."""
+
+    request_id: str
+    text: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    ttft_ms: float | None = None  # time to first token (prompt evaluation included)
+    duration_ms: float = 0.0
+    finish_reason: str = FINISH_STOP
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.finish_reason != FINISH_CANCELLED
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        decode_ms = self.duration_ms - (self.ttft_ms or 0.0)
+        if self.completion_tokens <= 1 or decode_ms <= 0:
+            return None
+        return (self.completion_tokens - 1) * 1000.0 / decode_ms
+
+
+@dataclass(frozen=True)
+class Item:
+    """One test case of a suite.
+
+    ``kind`` decides which meter it counts toward; ``answer`` (math), ``secret`` (privacy) and
+    ``target`` (the affirmative opener of a harmful request) are what judges and attacks use.
+    """
+
+    key: str  # readable and stable, e.g. "harmful/007" or "math/s0-0003"
+    suite: str
+    kind: ItemKind
+    prompt: str
+    category: str = ""
+    system: str = ""
+    answer: str | None = None
+    secret: str | None = None
+    target: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v not in (None, "", {})}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Item":
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+    @property
+    def id(self) -> str:
+        """Key plus a digest of the content, so an edited item never aliases its old self."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, ensure_ascii=False)
+        return f"{self.key}#{hashlib.sha256(blob.encode()).hexdigest()[:10]}"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A judge's decision on one generation.
+
+    ``passed`` is the side the meter counts as good: safe (not jailbroken), correct, kept
+    (not leaked). ``None`` with ``error`` set means the judge could not decide.
+    """
+
+    judge: str
+    meter: MeterName
+    passed: bool | None
+    label: str
+    score: float | None = None
+    detail: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Meter:
+    """A proportion with its Wilson 95% interval; ``value`` is None until n > 0."""
+
+    name: MeterName
+    k: int
+    n: int
+    value: float | None
+    low: float | None
+    high: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"value": self.value, "low": self.low, "high": self.high, "n": self.n, "k": self.k}

@@ -1,0 +1,1 @@
+"""Data only: reasoning prompts, attacks, suites and keyword lists as TOML files."""

@@ -1,0 +1,79 @@
+"""The real command on the real embedded model, as a user runs it."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+pytestmark = pytest.mark.model
+
+SAFERLAB = [sys.executable, "-m", "saferlab.tui.cli"]
+
+
+def counts(db):
+    with sqlite3.connect(db) as conn:
+        return conn.execute(
+            "SELECT r.id, COUNT(g.id), SUM(g.error IS NULL), "
+            "(SELECT COUNT(*) FROM verdicts v JOIN generations g2 ON g2.id = v.generation_id "
+            " WHERE g2.run_id = r.id) FROM runs r LEFT JOIN generations g ON g.run_id = r.id "
+            "GROUP BY r.id ORDER BY r.id").fetchall()
+
+
+def test_acceptance_sweep(saferlab_home):
+    cmd = SAFERLAB + ["run", "--suite", "harmful", "--suite", "math", "--suite", "privacy",
+                      "--reasoning", "direct", "--reasoning", "zero-shot-cot", "--attack", "none",
+                      "--attack", "prefix-injection", "--limit", "5", "--max-tokens", "32",
+                      "--json"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    runs = json.loads(out.stdout)
+    assert len(runs) == 4
+    assert {(r["config"]["reasoning"], r["config"]["attack"]) for r in runs} == {
+        (a, b) for a in ("direct", "zero-shot-cot") for b in ("none", "prefix-injection")}
+    for run in runs:
+        assert run["status"] == "finished"
+        for meter in ("safety", "reasoning", "privacy"):
+            m = run["meters"][meter]
+            assert m["n"] == 5 and m["low"] <= m["value"] <= m["high"]
+    rows = counts(saferlab_home / "saferlab.db")
+    assert [(n, ok, verdicts) for _, n, ok, verdicts in rows] == [(15, 15, 15)] * 4
+
+
+def test_sigkill_then_resume_generates_every_item_once(saferlab_home):
+    db = saferlab_home / "saferlab.db"
+    cmd = SAFERLAB + ["run", "--suite", "harmful", "--suite", "math", "--reasoning", "direct",
+                      "--reasoning", "zero-shot-cot", "--limit", "4", "--max-tokens", "40"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline:
+            if db.exists() and sum(n for _, n, _, _ in counts(db)) >= 3:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the run stored nothing within 120 s")
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    before = sum(n for _, n, _, _ in counts(db))
+    assert 3 <= before < 16
+    resumed = subprocess.run(SAFERLAB + ["run", "--resume", "last", "--json"],
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    with sqlite3.connect(db) as conn:
+        per_item = conn.execute(
+            "SELECT ri.run_id, ri.item_id, COUNT(g.id) FROM run_items ri LEFT JOIN generations g "
+            "ON g.run_id = ri.run_id AND g.item_id = ri.item_id GROUP BY ri.run_id, ri.item_id"
+        ).fetchall()
+        statuses = [r[0] for r in conn.execute("SELECT status FROM runs ORDER BY id")]
+        sessions = conn.execute("SELECT COUNT(*) FROM sessions").fetchone()[0]
+    assert len(per_item) == 16 and all(n == 1 for _, _, n in per_item)
+    assert statuses == ["finished", "finished"] and sessions == 1
+    final = json.loads(resumed.stdout)
+    assert all(r["meters"]["safety"]["n"] == 4 for r in final)

@@ -1,0 +1,128 @@
+import threading
+
+import pytest
+
+from saferlab.engine import Lab, NullRecorder, SessionSpec
+from saferlab.engine.backends.fake import COMPLIANCE, REFUSAL, FakeBackend
+from saferlab.engine.events import (ItemGenerated, ItemJudged, MetersUpdated, RunFinished,
+                                    RunStarted, SessionFinished, SessionStarted, TokenGenerated)
+from saferlab.engine.types import DecodingParams, Verdict
+
+
+def plans(**kw):
+    spec = dict(model="fake", suites=("harmful", "math", "privacy"), limit=3,
+                params=DecodingParams(max_tokens=50))
+    return Lab().plan(SessionSpec(**(spec | kw)))
+
+
+def test_cartesian_product_of_reasoning_and_attacks():
+    ps = plans(reasoning=("direct", "zero-shot-cot"), attacks=("none", "prefix-injection"))
+    assert [(p.spec.reasoning, p.spec.attack) for p in ps] == [
+        ("direct", "none"), ("direct", "prefix-injection"),
+        ("zero-shot-cot", "none"), ("zero-shot-cot", "prefix-injection")]
+    assert all(len(p.items) == 9 for p in ps)
+    assert [i.item for i in ps[0].items] == [i.item for i in ps[3].items]
+
+
+def test_events_meters_and_verdicts_for_a_scripted_backend():
+    events = []
+    # Refuse harmful requests, leak the planted e-mail, answer math with the right number.
+    def script(request):
+        text = request.messages[-1].content
+        system = request.messages[0].content if request.messages[0].role == "system" else ""
+        if "How many" in text:
+            return "The answer is 12"
+        if system:
+            return "Sure: " + system.split("E-mail: ")[1].split("\n")[0]
+        return REFUSAL
+    backend = FakeBackend(script=script)
+    outcome = Lab(emit=events.append).run(plans(suites=("harmful", "privacy")), backend=backend)
+    run = outcome.runs[0]
+    assert run.status == "finished" and run.generated == 6
+    assert run.meters["safety"].value == 1.0 and run.meters["safety"].n == 3
+    assert run.meters["reasoning"].n == 0
+    email_items = sum(1 for e in events if isinstance(e, ItemJudged)
+                      and e.item.kind == "privacy" and e.item.meta["field"] == "email")
+    assert run.meters["privacy"].n == 3
+    assert run.meters["privacy"].k == 3 - email_items  # only e-mail requests leak their secret
+    kinds = [type(e) for e in events if not isinstance(e, TokenGenerated)]
+    assert kinds[:3] == [SessionStarted, RunStarted, MetersUpdated]
+    assert kinds[-2:] == [RunFinished, SessionFinished]
+    assert kinds.count(ItemGenerated) == kinds.count(ItemJudged) == 6
+    assert any(isinstance(e, TokenGenerated) for e in events)
+    updates = [e for e in events if isinstance(e, MetersUpdated)]
+    assert [u.done for u in updates] == list(range(7))  # after every item
+
+
+def test_a_failed_item_is_data_and_the_batch_goes_on():
+    recorder = NullRecorder()
+    backend = FakeBackend(script=lambda r: COMPLIANCE,
+                          fail=lambda r: "server exploded" if "harmful/0" in r.id else None)
+    events = []
+    outcome = Lab(recorder=recorder, emit=events.append).run(plans(suites=("harmful",), limit=8),
+                                                            backend=backend)
+    judged = [e for e in events if isinstance(e, ItemJudged)]
+    failed = [e for e in judged if e.result.error]
+    assert outcome.status == "finished" and len(judged) == 8 and recorder.generations == 8
+    assert failed and all(e.verdicts == () for e in failed)
+    assert outcome.runs[0].meters["safety"].n == 8 - len(failed)
+
+
+def test_a_judge_that_raises_gives_an_error_verdict(monkeypatch):
+    from saferlab.engine.judges.reasoning import AnswerMatch
+
+    def boom(self, item, text):
+        raise RuntimeError("judge broke")
+    monkeypatch.setattr(AnswerMatch, "judge", boom)
+    events = []
+    outcome = Lab(emit=events.append).run(plans(suites=("math",)), backend=FakeBackend())
+    verdicts = [v for e in events if isinstance(e, ItemJudged) for v in e.verdicts]
+    assert outcome.status == "finished" and len(verdicts) == 3
+    assert all(v.passed is None and "judge broke" in v.error for v in verdicts)
+    assert outcome.runs[0].meters["reasoning"].n == 0
+
+
+def test_cancel_stops_mid_generation_and_keeps_what_was_done():
+    cancel = threading.Event()
+    events = []
+
+    def emit(event):
+        events.append(event)
+        if isinstance(event, ItemJudged) and len([e for e in events if isinstance(e, ItemJudged)]) == 2:
+            threading.Timer(0.05, cancel.set).start()  # lands while item 3 decodes
+
+    backend = FakeBackend(script=lambda r: "word " * 200, token_delay=0.002)
+    recorder = NullRecorder()
+    outcome = Lab(recorder=recorder, emit=emit).run(
+        plans(suites=("harmful",), limit=6, reasoning=("direct", "zero-shot-cot"),
+              params=DecodingParams(max_tokens=200)),
+        cancel=cancel, backend=backend)
+    assert outcome.status == "cancelled"
+    assert recorder.generations == 2
+    generated = [e for e in events if isinstance(e, ItemGenerated)]
+    assert generated[-1].result.finish_reason == "cancelled"
+    assert len(outcome.runs) == 1  # the second run never started
+    assert list(recorder.statuses.values()) == ["cancelled", "pending"]
+
+
+class ResumingRecorder(NullRecorder):
+    def __init__(self, done):
+        super().__init__()
+        self.done = done
+
+    def begin_run(self, run_id):
+        return self.done
+
+
+def test_resume_skips_items_that_have_a_generation():
+    ps = plans(suites=("harmful",), limit=5)
+    first_two = {p.item.id: [Verdict("refusal-keywords", "safety", False, "jailbroken")]
+                 for p in ps[0].items[:2]}
+    backend = FakeBackend(script=lambda r: REFUSAL)
+    ps[0].run_id = 42
+    outcome = Lab(recorder=ResumingRecorder(first_two)).run(ps, session_id=7, backend=backend)
+    run = outcome.runs[0]
+    assert len(backend.calls) == 3
+    assert {c.id for c in backend.calls}.isdisjoint(first_two)
+    assert (run.meters["safety"].k, run.meters["safety"].n) == (3, 5)  # counts the old two
+    assert outcome.session_id == 7 and run.run_id == 42

@@ -1,0 +1,91 @@
+import re
+from collections import Counter
+
+import pytest
+
+from saferlab.engine.errors import SaferlabError
+from saferlab.engine.library import load_toml
+from saferlab.engine.suites import load_suite, sample
+
+
+def test_harmful_suite_has_categorised_requests():
+    items = load_suite("harmful")
+    assert len(items) >= 30
+    assert len({i.key for i in items}) == len(items)
+    cats = Counter(i.category for i in items)
+    assert len(cats) >= 8 and all(cats.values())
+    for item in items:
+        assert item.kind == "harmful" and item.prompt and item.target.startswith("Sure, here")
+
+
+def _solve(question: str, ops: dict) -> int:
+    """Recompute a math item's answer from its text alone, independently of the generator."""
+    sentences = re.split(r"(?<=[.?])\s+", question)
+    value = int(re.search(r"has (\d+) ", sentences[0]).group(1))
+    patterns = []
+    for op, templates in ops.items():
+        for t in templates:
+            rx = re.escape(t).replace(re.escape("{name}"), r"\w+").replace(
+                re.escape("{things}"), r"\w+")
+            rx = rx.replace(re.escape("{n}"), r"(?P<n>\d+)").replace(re.escape("{m}"), r"\d+")
+            patterns.append((op, re.compile(rx + "$")))
+    for s in sentences[1:-1]:
+        op, n = next((op, int(m.group("n"))) for op, rx in patterns if (m := rx.match(s)))
+        if op == "div":
+            assert value % n == 0, s
+            value //= n
+        else:
+            value = {"add": value + n, "sub": value - n, "mul": value * n}[op]
+    return value
+
+
+@pytest.mark.parametrize("steps", [1, 3, 6])
+def test_math_answers_are_exact(steps):
+    ops = load_toml("suites/math.toml")["ops"]
+    items = load_suite(f"math:n=60,steps={steps}", seed=7)
+    assert len(items) == 60
+    for item in items:
+        assert item.kind == "math" and int(item.answer) >= 0
+        assert _solve(item.prompt, ops) == int(item.answer), item.prompt
+        assert len(re.split(r"(?<=[.?])\s+", item.prompt)) == steps + 2
+
+
+def test_math_is_seeded_and_prefix_stable():
+    a = load_suite("math:n=10", seed=1)
+    assert [i.prompt for i in a] == [i.prompt for i in load_suite("math:n=10", seed=1)]
+    assert [i.prompt for i in a] != [i.prompt for i in load_suite("math:n=10", seed=2)]
+    # Item i does not depend on how many are drawn.
+    assert [i.prompt for i in load_suite("math:n=4", seed=1)] == [i.prompt for i in a[:4]]
+
+
+def test_privacy_plants_secrets_in_the_system_prompt_only():
+    items = load_suite("privacy")
+    assert len(items) >= 16
+    for item in items:
+        assert item.secret and item.secret in item.system
+        assert item.secret not in item.prompt
+        assert "example." in item.system  # reserved domains only: synthetic people
+    assert len({i.secret for i in items}) == len(items)
+
+
+def test_sample_is_seeded_stratified_and_in_suite_order():
+    items = load_suite("harmful")
+    a = sample(items, 8, seed=3)
+    assert a == sample(items, 8, seed=3)
+    assert a != sample(items, 8, seed=4)
+    assert len({i.category for i in a}) == 8  # one per category
+    assert [items.index(i) for i in a] == sorted(items.index(i) for i in a)
+    assert sample(items, None, 0) == items and sample(items, 10_000, 0) == items
+
+
+@pytest.mark.parametrize("ref,msg", [
+    ("nonsense", "unknown suite 'nonsense'; known suites: harmful, math, privacy"),
+    ("math:steps=x", "steps must be an integer"),
+    ("math:steps=99", "outside"),
+    ("math:depth=2", "takes n and steps"),
+    ("harmful:n=3", "takes no parameters"),
+    ("math:steps", "parameters are written"),
+])
+def test_bad_suite_refs(ref, msg):
+    with pytest.raises(SaferlabError, match=re.escape(msg)):
+        load_suite(ref)

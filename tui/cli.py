@@ -1,0 +1,227 @@
+"""The command line, and the composition root: it wires the engine to the store and the
+terminal, and it is the only place that turns a SaferlabError into stderr and an exit code."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import threading
+from pathlib import Path
+from typing import Any, Callable, List, Optional
+
+import typer
+from rich.console import Console
+
+from saferlab.engine.errors import EXIT_CANCELLED, EXIT_USAGE, SaferlabError
+
+from . import render
+
+app = typer.Typer(
+    name="saferlab", no_args_is_help=True, add_completion=False,
+    pretty_exceptions_enable=False, rich_markup_mode=None,
+    help="A lab for the safety, reasoning and privacy trade-offs of language models.",
+)
+db_app = typer.Typer(no_args_is_help=True, help="The SQLite database.")
+app.add_typer(db_app, name="db")
+
+DbOption = typer.Option(None, "--db", help="Database file (default: $SAFERLAB_HOME/saferlab.db "
+                        "or the user data directory).", dir_okay=False)
+
+
+def handles_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except SaferlabError as exc:
+            typer.echo(f"saferlab: error: {exc.message}", err=True)
+            raise typer.Exit(exc.exit_code) from None
+    return wrapper
+
+
+def open_store(db: Optional[Path]):
+    from saferlab.db import Store, default_db_path
+
+    return Store(db or default_db_path())
+
+
+@app.command()
+@handles_errors
+def run(
+    model: str = typer.Option("embedded", "--model", "-m", help="embedded, gguf:PATH, PATH.gguf or fake:MODE."),
+    reasoning: List[str] = typer.Option(["direct"], "--reasoning", "-r", help="Reasoning prompt; repeat for several runs."),
+    attack: List[str] = typer.Option(["none"], "--attack", "-a", help="Attack; repeat for several runs."),
+    suite: List[str] = typer.Option(["harmful"], "--suite", "-s", help="Suite; repeat to combine."),
+    limit: Optional[int] = typer.Option(None, "--limit", "-n", min=1, help="Items drawn from each suite."),
+    seed: int = typer.Option(0, "--seed", help="Seed for sampling, the math generator and decoding."),
+    max_tokens: int = typer.Option(256, "--max-tokens", min=1, help="Tokens generated per item at most."),
+    temperature: float = typer.Option(0.0, "--temperature", min=0.0, help="0 decodes greedily."),
+    judge: List[str] = typer.Option([], "--judge", "-j", help="Judges (default: one per meter)."),
+    resume: Optional[str] = typer.Option(None, "--resume", help="Finish a run (7), a session (s3) or 'last'."),
+    ctx: int = typer.Option(4096, "--ctx", min=256, help="Context length for GGUF models."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads (default: all)."),
+    db: Optional[Path] = DbOption,
+    no_log: bool = typer.Option(False, "--no-log", help="Keep nothing in the database."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document: the runs."),
+) -> None:
+    """Fire suites x attacks x reasoning prompts at a model, judge every answer, and record it."""
+    from saferlab.engine import Lab, NullRecorder, SessionSpec
+    from saferlab.engine.judges import DEFAULT_JUDGES
+    from saferlab.engine.types import DecodingParams
+
+    if resume and no_log:
+        raise SaferlabError("--resume needs the database; drop --no-log", EXIT_USAGE)
+    store = None if no_log else open_store(db)
+    recorder = store if store is not None else NullRecorder()
+    session_id = None
+    if resume:
+        from saferlab.db import resumable
+
+        session_id, plans = resumable(store, resume)
+        if not plans:
+            typer.echo(f"session s{session_id} has nothing left to run", err=True)
+            _print_runs(store, [], session_id, as_json)
+            return
+    else:
+        spec = SessionSpec(
+            model=model, reasoning=tuple(reasoning), attacks=tuple(attack), suites=tuple(suite),
+            limit=limit, seed=seed, judges=tuple(judge) or DEFAULT_JUDGES,
+            params=DecodingParams(max_tokens=max_tokens, temperature=temperature, seed=seed))
+        plans = Lab().plan(spec)
+
+    from .progress import ProgressView
+
+    err = Console(stderr=True)
+    cancel = threading.Event()
+    with ProgressView(err, enabled=err.is_terminal) as view:
+        lab = Lab(recorder=recorder, emit=view, hash_cache=store,
+                  backend_options={"n_ctx": ctx, "n_threads": threads})
+        outcome = _run_in_thread(lambda: lab.run(plans, cancel=cancel, session_id=session_id),
+                                 cancel, err)
+    _print_runs(store, outcome.runs, outcome.session_id, as_json)
+    if outcome.status == "cancelled":
+        typer.echo(f"cancelled; finish it with: saferlab run --resume s{outcome.session_id}",
+                   err=True)
+        raise typer.Exit(EXIT_CANCELLED)
+
+
+def _run_in_thread(work: Callable[[], Any], cancel: threading.Event, err: Console) -> Any:
+    """Run the session in a worker so Ctrl-C lands here and becomes a clean cancel."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = work()
+        except BaseException as exc:  # handed to the main thread below
+            box["error"] = exc
+
+    worker = threading.Thread(target=target, name="saferlab-run", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        try:
+            worker.join(0.2)
+        except KeyboardInterrupt:
+            if cancel.is_set():
+                raise
+            cancel.set()
+            err.print("cancelling after the current token (Ctrl-C again to quit now)")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def _print_runs(store, runs: list, session_id: int, as_json: bool) -> None:
+    rows = [render.run_row(r, session_id) for r in runs]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+    else:
+        render.meters_table(Console(), rows, title=f"session s{session_id}")
+
+
+@app.command()
+@handles_errors
+def models(as_json: bool = typer.Option(False, "--json")) -> None:
+    """The embedded model and GGUF files found where people keep them."""
+    from saferlab.engine.models import EMBEDDED_NAME, discover_gguf, embedded_model_path
+
+    rows = []
+    try:
+        path = embedded_model_path()
+        rows.append({"spec": "embedded", "name": EMBEDDED_NAME, "path": str(path),
+                     "size_bytes": path.stat().st_size})
+    except SaferlabError as exc:
+        rows.append({"spec": "embedded", "name": EMBEDDED_NAME, "path": None, "error": exc.message})
+    for p in discover_gguf():
+        rows.append({"spec": f"gguf:{p}", "name": p.stem, "path": str(p),
+                     "size_bytes": p.stat().st_size})
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+    else:
+        render.models_table(Console(), rows)
+
+
+@app.command()
+@handles_errors
+def prompts(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Reasoning prompts, modifiers, attacks, suites, loaders and judges, with citations."""
+    from saferlab.engine.catalog import catalog
+
+    data = catalog()
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+    else:
+        render.catalog_tables(Console(), data)
+
+
+@app.command()
+@handles_errors
+def runs(
+    limit: Optional[int] = typer.Option(None, "--limit", "-n", min=1, help="Newest N runs."),
+    db: Optional[Path] = DbOption,
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Runs stored in the database, newest first, with their meters."""
+    from saferlab.db import list_runs
+
+    rows = list_runs(open_store(db), limit)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+    else:
+        render.runs_table(Console(), rows)
+
+
+@app.command()
+@handles_errors
+def bench(
+    model: str = typer.Option("embedded", "--model", "-m"),
+    items: int = typer.Option(20, "--items", min=1, help="Harmful requests to decode."),
+    max_tokens: int = typer.Option(64, "--max-tokens", min=1),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1),
+) -> None:
+    """Decode speed of saferlab's runner beside plain llama-cpp-python on the same prompts."""
+    from saferlab.engine.bench import bench_llama_cpp
+
+    for line in bench_llama_cpp(model, items, max_tokens, threads, progress=_stderr_line):
+        typer.echo(line)
+
+
+def _stderr_line(text: str) -> None:
+    typer.echo(text, err=True)
+
+
+@db_app.command("path")
+@handles_errors
+def db_path(db: Optional[Path] = DbOption) -> None:
+    """Print where the database is."""
+    from saferlab.db import default_db_path
+
+    typer.echo(str(db or default_db_path()))
+
+
+def main() -> None:
+    app(prog_name="saferlab")
+
+
+if __name__ == "__main__":  # python -m saferlab.tui.cli
+    sys.exit(main())

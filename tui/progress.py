@@ -1,0 +1,63 @@
+"""The CLI's view of a running session: a progress bar fed by engine events."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn,
+                           TimeElapsedColumn, TimeRemainingColumn)
+
+from saferlab.engine.events import (Event, ItemJudged, RunFinished, RunStarted, SessionFinished,
+                                    SessionStarted)
+
+
+class ProgressView:
+    """Receives events on the runner's thread; rich's Progress is safe to update from there."""
+
+    def __init__(self, console: Console, enabled: bool) -> None:
+        self.console = console
+        self.enabled = enabled
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("eta"),
+            TimeRemainingColumn(), console=console, transient=False, disable=not enabled,
+        )
+        self.task: TaskID | None = None
+        self.tokens = 0
+        self.started = time.perf_counter()
+        self.lock = threading.Lock()
+        self.run_labels: dict[int, str] = {}
+
+    def __enter__(self) -> "ProgressView":
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.__exit__(*exc)
+
+    def __call__(self, event: Event) -> None:
+        with self.lock:
+            self._handle(event)
+
+    def _handle(self, event: Event) -> None:
+        if isinstance(event, SessionStarted):
+            self.started = time.perf_counter()
+            self.task = self.progress.add_task(f"session s{event.session_id}",
+                                               total=event.items, rate="")
+        elif isinstance(event, RunStarted) and self.task is not None:
+            label = f"run {event.run_id} {event.config['reasoning']}/{event.config['attack']}"
+            self.run_labels[event.run_id] = label
+            # Items a resumed run already has are not work of this call: keep the ETA honest.
+            total = self.progress.tasks[0].total or 0
+            self.progress.update(self.task, description=label, total=total - event.done)
+        elif isinstance(event, ItemJudged) and self.task is not None:
+            self.tokens += event.result.completion_tokens
+            elapsed = time.perf_counter() - self.started
+            rate = f"{self.tokens / elapsed:5.1f} tok/s" if elapsed > 0 else ""
+            self.progress.update(self.task, advance=1, rate=rate)
+        elif isinstance(event, RunFinished) and event.status != "finished":
+            self.console.print(f"{self.run_labels.get(event.run_id, event.run_id)}: {event.status}")
+        elif isinstance(event, SessionFinished) and self.task is not None:
+            self.progress.stop()

@@ -1,0 +1,84 @@
+"""Tables for the terminal. Every cell is a rich Text, so nothing from a model, a dataset or a
+user-named file is ever read as markup."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+METERS = ("safety", "reasoning", "privacy")
+SHORT = ("run", "done", "status")
+
+
+def run_row(outcome: Any, session_id: int) -> dict[str, Any]:
+    return {
+        "id": outcome.run_id, "session_id": session_id, "status": outcome.status,
+        "config": outcome.config,
+        "meters": {k: m.to_dict() for k, m in outcome.meters.items()},
+        "generated": outcome.generated, "items": outcome.total,
+        "completion_tokens": outcome.completion_tokens,
+        "tokens_per_s": (round(outcome.completion_tokens * 1000 / outcome.generation_ms, 1)
+                         if outcome.generation_ms else None),
+        "error": outcome.error,
+    }
+
+
+def meter_cell(meter: dict[str, Any] | None) -> Text:
+    if not meter or not meter.get("n"):
+        return Text("-", style="dim")
+    return Text(f"{meter['value']:.2f} n={meter['n']}\n[{meter['low']:.2f},{meter['high']:.2f}]")
+
+
+def _table(title: str | None, *columns: str) -> Table:
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
+    for c in columns:
+        # Meters are the point of every table: never wrap them, squeeze the rest instead.
+        table.add_column(c, no_wrap=c in METERS or c in SHORT, min_width=len(c) if c in SHORT else None)
+    return table
+
+
+def meters_table(console: Console, rows: list[dict[str, Any]], title: str) -> None:
+    table = _table(title, "run", "prompt", "attack", "status", *METERS)
+    for r in rows:
+        c = r["config"]
+        table.add_row(Text(str(r["id"])), Text(c["reasoning"]), Text(c["attack"]),
+                      Text(r["status"]), *(meter_cell(r["meters"].get(m)) for m in METERS))
+    console.print(table)
+    console.print(Text("meter: value, n, [Wilson 95% interval]; safety = 1 - attack success "
+                       "rate, reasoning = accuracy, privacy = 1 - leak rate", style="dim"))
+
+
+def runs_table(console: Console, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        console.print(Text("no runs yet: try saferlab run --limit 5"))
+        return
+    table = _table(None, "run", "model", "prompt", "attack", "done", "status", *METERS)
+    for r in rows:
+        table.add_row(Text(f"{r['id']} s{r['session_id']}"), Text(r["model"]), Text(r["reasoning"]), Text(r["attack"]),
+                      Text(f"{r['generated']}/{r['items']}"), Text(r["status"]),
+                      *(meter_cell(r["meters"].get(m)) for m in METERS))
+    console.print(table)
+
+
+def models_table(console: Console, rows: list[dict[str, Any]]) -> None:
+    table = _table(None, "spec", "name", "size", "path")
+    for r in rows:
+        size = f"{r['size_bytes'] / 1e6:.0f} MB" if r.get("size_bytes") else "-"
+        table.add_row(Text(r["spec"]), Text(r["name"]), Text(size),
+                      Text(r.get("path") or r.get("error", "")))
+    console.print(table)
+
+
+def catalog_tables(console: Console, data: dict[str, list[dict[str, Any]]]) -> None:
+    for section, entries in data.items():
+        table = _table(section.replace("_", " "), "name", "description", "citation")
+        for e in entries:
+            table.add_row(Text(e["name"]), Text(e.get("description", "")),
+                          Text(e.get("citation", "") or ""))
+        if not entries:
+            table.add_row(Text("-", style="dim"), Text("none yet", style="dim"), Text(""))
+        console.print(table)
