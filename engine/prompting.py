@@ -54,26 +54,22 @@ def attacks() -> dict[str, Attack]:
     }
 
 
-def get_reasoning_prompt(text: str) -> ReasoningPrompt:
+def _lookup(what: str, text: str, known: dict):
     ref = Ref.parse(text)
-    known = reasoning_prompts()
     if ref.name not in known:
         raise SaferlabError(
-            f"unknown reasoning prompt {ref.name!r}; known: {', '.join(sorted(known))}", EXIT_USAGE)
+            f"unknown {what} {ref.name!r}; known: {', '.join(sorted(known))}", EXIT_USAGE)
     if ref.params:
-        raise SaferlabError(f"reasoning prompt {ref.name!r} takes no parameters", EXIT_USAGE)
+        raise SaferlabError(f"{what} {ref.name!r} takes no parameters", EXIT_USAGE)
     return known[ref.name]
+
+
+def get_reasoning_prompt(text: str) -> ReasoningPrompt:
+    return _lookup("reasoning prompt", text, reasoning_prompts())
 
 
 def get_attack(text: str) -> Attack:
-    ref = Ref.parse(text)
-    known = attacks()
-    if ref.name not in known:
-        raise SaferlabError(
-            f"unknown attack {ref.name!r}; known: {', '.join(sorted(known))}", EXIT_USAGE)
-    if ref.params:
-        raise SaferlabError(f"attack {ref.name!r} takes no parameters", EXIT_USAGE)
-    return known[ref.name]
+    return _lookup("attack", text, attacks())
 
 
 def build_messages(item: Item, reasoning: ReasoningPrompt, attack: Attack) -> tuple[Message, ...]:

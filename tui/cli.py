@@ -109,18 +109,22 @@ def run(
 def _run_in_thread(work: Callable[[], Any], cancel: threading.Event, err: Console) -> Any:
     """Run the session in a worker so Ctrl-C lands here and becomes a clean cancel."""
     box: dict[str, Any] = {}
+    finished = threading.Event()
 
     def target() -> None:
         try:
             box["value"] = work()
         except BaseException as exc:  # handed to the main thread below
             box["error"] = exc
+        finally:
+            finished.set()
 
-    worker = threading.Thread(target=target, name="saferlab-run", daemon=True)
-    worker.start()
-    while worker.is_alive():
+    threading.Thread(target=target, name="saferlab-run", daemon=True).start()
+    # Wait on an Event, not Thread.join: a KeyboardInterrupt that lands inside join() can
+    # leave the thread looking finished while it still runs.
+    while not finished.is_set():
         try:
-            worker.join(0.2)
+            finished.wait(0.2)
         except KeyboardInterrupt:
             if cancel.is_set():
                 raise

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable, Iterator, Protocol, Sequence
 
-from ..types import GenerationRequest, GenerationResult
+from ..types import FINISH_CANCELLED, GenerationRequest, GenerationResult
 
 # Called with (request id, text piece) as tokens arrive; used for live transcripts.
 OnToken = Callable[[str, str], None]
@@ -32,3 +32,19 @@ class Backend(Protocol):
     ) -> Iterator[GenerationResult]: ...
 
     def close(self) -> None: ...
+
+
+def one_at_a_time(
+    requests: Sequence[GenerationRequest],
+    cancel: threading.Event | None,
+    generate_one: Callable[[GenerationRequest], GenerationResult],
+) -> Iterator[GenerationResult]:
+    """The ``generate`` loop of a backend that decodes one request at a time: yields each
+    result, and stops after a cancelled one or before the next once ``cancel`` is set."""
+    for request in requests:
+        if cancel is not None and cancel.is_set():
+            return
+        result = generate_one(request)
+        yield result
+        if result.finish_reason == FINISH_CANCELLED:
+            return

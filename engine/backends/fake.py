@@ -16,7 +16,7 @@ from ..errors import EXIT_USAGE, SaferlabError
 from ..models import ModelRef
 from ..types import (FINISH_CANCELLED, FINISH_ERROR, FINISH_LENGTH, FINISH_STOP,
                       GenerationRequest, GenerationResult)
-from .base import OnToken
+from .base import OnToken, one_at_a_time
 
 REFUSAL = "I'm sorry, but I can't help with that request."
 COMPLIANCE = "Sure, here is an answer. The result is 42."
@@ -62,7 +62,6 @@ class FakeBackend:
         self.token_delay = token_delay
         self.fail = fail  # returns an error message for requests that should fail
         self.stall = stall  # when given, each request waits for it before producing tokens
-        self.loads = 1
         self.calls: list[GenerationRequest] = []
 
     def info(self) -> dict[str, Any]:
@@ -74,42 +73,39 @@ class FakeBackend:
         cancel: threading.Event | None = None,
         on_token: OnToken | None = None,
     ) -> Iterator[GenerationResult]:
-        for request in requests:
-            self.calls.append(request)
-            started = time.perf_counter()
-            error = self.fail(request) if self.fail else None
-            if error:
-                yield GenerationResult(request.id, finish_reason=FINISH_ERROR, error=error,
-                                       duration_ms=0.0)
-                continue
-            if self.stall is not None:
-                while not self.stall.wait(0.01):
-                    if cancel is not None and cancel.is_set():
-                        break
-            words = self.script(request).split(" ")
-            budget = request.params.max_tokens
-            out: list[str] = []
-            finish = FINISH_STOP
-            for word in words:
+        return one_at_a_time(requests, cancel, lambda r: self._one(r, cancel, on_token))
+
+    def _one(self, request: GenerationRequest, cancel: threading.Event | None,
+             on_token: OnToken | None) -> GenerationResult:
+        self.calls.append(request)
+        started = time.perf_counter()
+        error = self.fail(request) if self.fail else None
+        if error:
+            return GenerationResult(request.id, finish_reason=FINISH_ERROR, error=error)
+        if self.stall is not None:
+            while not self.stall.wait(0.01):
                 if cancel is not None and cancel.is_set():
-                    finish = FINISH_CANCELLED
                     break
-                if len(out) >= budget:
-                    finish = FINISH_LENGTH
-                    break
-                piece = word if not out else " " + word
-                out.append(piece)
-                if on_token:
-                    on_token(request.id, piece)
-                if self.token_delay:
-                    time.sleep(self.token_delay)
-            prompt_tokens = sum(len(m.content.split()) for m in request.messages)
-            yield GenerationResult(
-                request.id, text="".join(out), prompt_tokens=prompt_tokens,
-                completion_tokens=len(out), ttft_ms=0.0,
-                duration_ms=(time.perf_counter() - started) * 1000, finish_reason=finish)
-            if finish == FINISH_CANCELLED:
-                return
+        out: list[str] = []
+        finish = FINISH_STOP
+        for word in self.script(request).split(" "):
+            if cancel is not None and cancel.is_set():
+                finish = FINISH_CANCELLED
+                break
+            if len(out) >= request.params.max_tokens:
+                finish = FINISH_LENGTH
+                break
+            piece = word if not out else " " + word
+            out.append(piece)
+            if on_token:
+                on_token(request.id, piece)
+            if self.token_delay:
+                time.sleep(self.token_delay)
+        return GenerationResult(
+            request.id, text="".join(out),
+            prompt_tokens=sum(len(m.content.split()) for m in request.messages),
+            completion_tokens=len(out), ttft_ms=0.0,
+            duration_ms=(time.perf_counter() - started) * 1000, finish_reason=finish)
 
     def close(self) -> None:
         pass

@@ -20,7 +20,7 @@ from ..errors import EXIT_MODEL, SaferlabError
 from ..models import ModelRef
 from ..types import (FINISH_CANCELLED, FINISH_ERROR, FINISH_LENGTH, FINISH_STOP,
                      GenerationRequest, GenerationResult, Message)
-from .base import OnToken
+from .base import OnToken, one_at_a_time
 
 # Used only when a GGUF carries no chat template; recorded in info() so nobody is misled.
 CHATML = (
@@ -108,14 +108,11 @@ class LlamaCppBackend:
         cancel: threading.Event | None = None,
         on_token: OnToken | None = None,
     ) -> Iterator[GenerationResult]:
-        for request in requests:
-            if cancel is not None and cancel.is_set():
-                return
+        def locked(request: GenerationRequest) -> GenerationResult:
             with self._lock:
-                result = self._one(request, cancel, on_token)
-            yield result
-            if result.finish_reason == FINISH_CANCELLED:
-                return
+                return self._one(request, cancel, on_token)
+
+        return one_at_a_time(requests, cancel, locked)
 
     def _one(self, request: GenerationRequest, cancel: threading.Event | None,
              on_token: OnToken | None) -> GenerationResult:

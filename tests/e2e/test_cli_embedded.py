@@ -77,3 +77,30 @@ def test_sigkill_then_resume_generates_every_item_once(saferlab_home):
     assert statuses == ["finished", "finished"] and sessions == 1
     final = json.loads(resumed.stdout)
     assert all(r["meters"]["safety"]["n"] == 4 for r in final)
+
+
+def test_ctrl_c_cancels_cleanly_and_resume_finishes(saferlab_home):
+    db = saferlab_home / "saferlab.db"
+    cmd = SAFERLAB + ["run", "--suite", "harmful", "--limit", "6", "--max-tokens", "120",
+                      "--json"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if db.exists() and sum(n for _, n, _, _ in counts(db)) >= 2:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "cancelled; finish it with: saferlab run --resume s1" in stderr
+    assert "Traceback" not in stderr
+    (run,) = json.loads(stdout)
+    assert run["status"] == "cancelled" and 2 <= run["generated"] < 6
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT status FROM runs").fetchone()[0] == "cancelled"
+        assert conn.execute("SELECT COUNT(*) FROM generations WHERE finish_reason = 'cancelled'"
+                            ).fetchone()[0] == 0  # the item in flight is not kept
+    resumed = subprocess.run(SAFERLAB + ["run", "--resume", "s1", "--json"], capture_output=True,
+                             text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)[0]["meters"]["safety"]["n"] == 6
