@@ -18,12 +18,20 @@ from saferlab.engine.errors import EXIT_CANCELLED, EXIT_USAGE, SaferlabError
 from . import render
 
 app = typer.Typer(
-    name="saferlab", no_args_is_help=True, add_completion=False,
+    name="saferlab", add_completion=False,
     pretty_exceptions_enable=False, rich_markup_mode=None,
     help="A lab for the safety, reasoning and privacy trade-offs of language models.",
 )
 db_app = typer.Typer(no_args_is_help=True, help="The SQLite database.")
 app.add_typer(db_app, name="db")
+
+@app.callback(invoke_without_command=True)
+def root(ctx: typer.Context) -> None:
+    # Bare `saferlab` prints help and succeeds; the Textual app will take this place.
+    if ctx.invoked_subcommand is None:
+        typer.echo(ctx.get_help())
+        raise typer.Exit(0)
+
 
 DbOption = typer.Option(None, "--db", help="Database file (default: $SAFERLAB_HOME/saferlab.db "
                         "or the user data directory).", dir_okay=False)
@@ -58,7 +66,7 @@ def run(
     max_tokens: int = typer.Option(256, "--max-tokens", min=1, help="Tokens generated per item at most."),
     temperature: float = typer.Option(0.0, "--temperature", min=0.0, help="0 decodes greedily."),
     judge: List[str] = typer.Option([], "--judge", "-j", help="Judges (default: one per meter)."),
-    resume: Optional[str] = typer.Option(None, "--resume", help="Finish a run (7), a session (s3) or 'last'."),
+    resume: Optional[str] = typer.Option(None, "--resume", help="Finish a run (7), a session (s3) or 'last', with its stored settings."),
     ctx: int = typer.Option(4096, "--ctx", min=256, help="Context length for GGUF models."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads (default: all)."),
     db: Optional[Path] = DbOption,

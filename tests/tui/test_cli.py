@@ -16,7 +16,7 @@ def invoke(*args):
 def test_bare_command_prints_help():
     result = invoke()
     assert "Usage: saferlab" in result.output and "run" in result.output
-    assert result.exit_code in (0, 2)
+    assert result.exit_code == 0
 
 
 def test_db_path_follows_home_and_option(saferlab_home, tmp_path):
