@@ -84,7 +84,27 @@ M001_INITIAL = """
         );
 """
 
+M002_TURNS = """
+        CREATE TABLE turns (
+            id INTEGER PRIMARY KEY,
+            generation_id INTEGER NOT NULL REFERENCES generations(id),
+            turn INTEGER NOT NULL,
+            actor TEXT NOT NULL,
+            messages_json TEXT NOT NULL,
+            output TEXT NOT NULL,
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            duration_ms REAL,
+            finish_reason TEXT NOT NULL,
+            error TEXT,
+            verdict_json TEXT,
+            UNIQUE (generation_id, turn)
+        );
+        CREATE INDEX turns_generation ON turns(generation_id);
+"""
+
 # Each is applied in one transaction together with its row in _migrations.
 MIGRATIONS: list[tuple[str, str]] = [
     ("m001_initial", M001_INITIAL),
+    ("m002_turns", M002_TURNS),
 ]

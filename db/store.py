@@ -16,6 +16,7 @@ from typing import Any, Iterator, Sequence
 import sqlite_utils
 
 from saferlab.engine.errors import EXIT_DATABASE, SaferlabError
+from saferlab.engine.protocols import Turn
 from saferlab.engine.types import GenerationResult, Item, Message, Meter, Verdict
 
 from .migrations import MIGRATIONS
@@ -146,7 +147,8 @@ class Store:
         return done
 
     def record_generation(self, run_id: int, item: Item, messages: Sequence[Message],
-                          result: GenerationResult, verdicts: Sequence[Verdict]) -> None:
+                          result: GenerationResult, verdicts: Sequence[Verdict],
+                          turns: Sequence[Turn] = ()) -> None:
         now = utc_now()
         with self.transaction():
             generation_id = self.db["generations"].insert({
@@ -162,6 +164,15 @@ class Store:
                  "passed": None if v.passed is None else int(v.passed), "label": v.label,
                  "score": v.score, "detail_json": dumps(v.detail), "error": v.error,
                  "created_utc": now} for v in verdicts)
+            self.db["turns"].insert_all(
+                {"generation_id": generation_id, "turn": n, "actor": t.actor,
+                 "messages_json": dumps([m.to_dict() for m in t.messages]),
+                 "output": t.result.text, "prompt_tokens": t.result.prompt_tokens,
+                 "completion_tokens": t.result.completion_tokens,
+                 "duration_ms": t.result.duration_ms, "finish_reason": t.result.finish_reason,
+                 "error": t.result.error,
+                 "verdict_json": dumps(t.verdict.to_dict()) if t.verdict else None}
+                for n, t in enumerate(turns, start=1))
 
     def finish_run(self, run_id: int, status: str, meters: dict[str, Meter],
                    error: str | None = None) -> None:

@@ -70,10 +70,21 @@ class Lab:
                     "restore that file to resume", EXIT_MODEL)
             if plan.run_id is None:
                 plan.extra_config |= model_config
+        attacker = None
         try:
-            runner = Runner(backend, self.recorder, self.emit, cancel)
+            attackers = {p.spec.attacker for p in plans} - {None, plans[0].spec.model}
+            if len(attackers) > 1:
+                raise SaferlabError(f"one attacker model per session, got {sorted(attackers)}")
+            if attackers:
+                attacker, attacker_config = self.load_model(attackers.pop())
+                for plan in plans:
+                    if plan.run_id is None and plan.spec.attacker:
+                        plan.extra_config["attacker_model"] = attacker_config
+            runner = Runner(backend, self.recorder, self.emit, cancel, attacker=attacker)
             return runner.run_session(plans, session_id=session_id,
                                       session_config={"runs": len(plans), **model_config})
         finally:
+            if attacker is not None:
+                attacker.close()
             if owned:
                 backend.close()

@@ -9,8 +9,8 @@ from typing import Any
 from .errors import EXIT_USAGE, SaferlabError
 from .judges import DEFAULT_JUDGES, JUDGES
 from .library import file_sha256
-from .prompting import ATTACKS_FILE, REASONING_FILE, build_messages, get_attack, get_reasoning_prompt
-from .suites import SUITES, load_suite, sample
+from .prompting import Recipe
+from .suites import load_suite, sample, suite_files
 from .types import DecodingParams, Item, Message
 
 
@@ -23,6 +23,8 @@ class SessionSpec:
     reasoning: tuple[str, ...] = ("direct",)
     attacks: tuple[str, ...] = ("none",)
     suites: tuple[str, ...] = ("harmful",)
+    modifiers: tuple[str, ...] = ()
+    attacker: str | None = None  # the attacker model of iterative attacks; None: the target
     limit: int | None = None
     seed: int = 0
     params: DecodingParams = DecodingParams()
@@ -41,10 +43,13 @@ class RunSpec:
     seed: int
     params: DecodingParams
     judges: tuple[str, ...]
+    modifiers: tuple[str, ...] = ()
+    attacker: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "model": self.model, "reasoning": self.reasoning, "attack": self.attack,
+            "modifiers": list(self.modifiers), "attacker": self.attacker,
             "suites": list(self.suites), "limit": self.limit, "seed": self.seed,
             "decoding": self.params.to_dict(), "judges": list(self.judges),
         }
@@ -54,7 +59,11 @@ class RunSpec:
         return cls(model=d["model"], reasoning=d["reasoning"], attack=d["attack"],
                    suites=tuple(d["suites"]), limit=d.get("limit"), seed=d.get("seed", 0),
                    params=DecodingParams.from_dict(d.get("decoding", {})),
-                   judges=tuple(d.get("judges", DEFAULT_JUDGES)))
+                   judges=tuple(d.get("judges", DEFAULT_JUDGES)),
+                   modifiers=tuple(d.get("modifiers", ())), attacker=d.get("attacker"))
+
+    def recipe(self) -> Recipe:
+        return Recipe.from_names(self.reasoning, self.modifiers, self.attack)
 
 
 @dataclass(frozen=True)
@@ -69,16 +78,20 @@ class RunPlan:
     items: list[PlannedItem]
     run_id: int | None = None  # set when the run already exists (resume)
     extra_config: dict[str, Any] = field(default_factory=dict)
+    recipe: Recipe | None = None  # rebuilt from the spec's names when None (resume)
+
+    def get_recipe(self) -> Recipe:
+        if self.recipe is None:
+            self.recipe = self.spec.recipe()
+        return self.recipe
 
     def config(self) -> dict[str, Any]:
         return self.spec.to_dict() | self.extra_config
 
 
-def prompt_file_hashes(suites: tuple[str, ...]) -> dict[str, str]:
-    files = [REASONING_FILE, ATTACKS_FILE, "refusal_keywords.toml"]
-    names = {s.partition(":")[0] for s in suites}
-    files += [SUITES[n].file for n in sorted(names) if n in SUITES]
-    return {f: file_sha256(f) for f in files}
+def prompt_file_hashes(recipe: Recipe, suites: tuple[str, ...]) -> dict[str, str]:
+    files = recipe.files() + ["refusal_keywords.toml"] + suite_files(suites)
+    return {f: file_sha256(f) for f in dict.fromkeys(files)}
 
 
 def _unique(values: tuple[str, ...], what: str) -> tuple[str, ...]:
@@ -96,20 +109,27 @@ def plan_session(spec: SessionSpec) -> list[RunPlan]:
         if judge not in JUDGES:
             raise SaferlabError(
                 f"unknown judge {judge!r}; known judges: {', '.join(sorted(JUDGES))}", EXIT_USAGE)
-    reasoning = [get_reasoning_prompt(r) for r in _unique(spec.reasoning, "reasoning prompt")]
-    attacks = [get_attack(a) for a in _unique(spec.attacks, "attack")]
+    recipes = [Recipe.from_names(r, spec.modifiers, a)
+               for r, a in itertools.product(_unique(spec.reasoning, "reasoning prompt"),
+                                             _unique(spec.attacks, "attack"))]
     suites = _unique(spec.suites, "suite")
     items: list[Item] = []
     for suite in suites:
         items += sample(load_suite(suite, spec.seed), spec.limit, spec.seed)
     if not items:
         raise SaferlabError("the chosen suites hold no items", EXIT_USAGE)
-    hashes = prompt_file_hashes(suites)
     plans = []
-    for r, a in itertools.product(reasoning, attacks):
-        run_spec = RunSpec(model=spec.model, reasoning=r.name, attack=a.name, suites=suites,
-                           limit=spec.limit, seed=spec.seed, params=spec.params,
-                           judges=tuple(dict.fromkeys(spec.judges)))
-        planned = [PlannedItem(item, build_messages(item, r, a)) for item in items]
-        plans.append(RunPlan(run_spec, planned, extra_config={"prompt_files": hashes}))
+    for recipe in recipes:
+        run_spec = RunSpec(model=spec.model, reasoning=recipe.reasoning.label,
+                           attack=recipe.attack.label, suites=suites, limit=spec.limit,
+                           seed=spec.seed, params=spec.params,
+                           judges=tuple(dict.fromkeys(spec.judges)),
+                           modifiers=tuple(m.name for m in recipe.modifiers),
+                           attacker=spec.attacker if recipe.protocol == "iterative" else None)
+        planned = [PlannedItem(item, recipe.messages(item)) for item in items]
+        extra: dict[str, Any] = {"prompt_files": prompt_file_hashes(recipe, suites),
+                                 "protocol": recipe.protocol}
+        if (coverage := recipe.attack.coverage(items)) is not None:
+            extra["attack_coverage"] = coverage
+        plans.append(RunPlan(run_spec, planned, extra_config=extra, recipe=recipe))
     return plans

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 from typing import Any, Protocol, Sequence
 
+from .protocols import Turn
 from .types import GenerationResult, Item, Message, Meter, Verdict
 
 
@@ -24,8 +25,10 @@ class Recorder(Protocol):
         ...
 
     def record_generation(self, run_id: int, item: Item, messages: Sequence[Message],
-                          result: GenerationResult, verdicts: Sequence[Verdict]) -> None:
-        """Store one generation and its verdicts durably, in one transaction."""
+                          result: GenerationResult, verdicts: Sequence[Verdict],
+                          turns: Sequence[Turn] = ()) -> None:
+        """Store one generation, its verdicts and, for conversations, every turn (attacker
+        rounds included) durably, in one transaction."""
         ...
 
     def finish_run(self, run_id: int, status: str, meters: dict[str, Meter],
@@ -54,7 +57,7 @@ class NullRecorder:
         self.statuses[run_id] = "running"
         return {}
 
-    def record_generation(self, run_id, item, messages, result, verdicts) -> None:
+    def record_generation(self, run_id, item, messages, result, verdicts, turns=()) -> None:
         self.generations += 1
 
     def finish_run(self, run_id, status, meters, error=None) -> None:

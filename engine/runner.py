@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from .backends import Backend
 from .events import (Emit, ItemGenerated, ItemJudged, MetersUpdated, RunFailed, RunFinished,
                      RunStarted, SessionFinished, SessionStarted, TokenGenerated, ignore)
 from .judges import Judge, make_judge
-from .meters import MeterTally
+from .meters import METER_OF_KIND, MeterTally, primary_verdict
 from .plan import PlannedItem, RunPlan
+from .prompting import Recipe
+from .protocols import ATTACKER, ItemOutcome, run_item
 from .recorder import NullRecorder, Recorder
-from .types import FINISH_CANCELLED, GenerationRequest, GenerationResult, Item, Meter, Verdict
+from .types import (FINISH_CANCELLED, DecodingParams, GenerationRequest, GenerationResult, Item,
+                    Message, Meter, Verdict)
 
 
 @dataclass
@@ -36,14 +39,14 @@ class SessionOutcome:
     runs: list[RunOutcome] = field(default_factory=list)
 
 
-def judge_item(judges: Sequence[Judge], item: Item, result: GenerationResult) -> tuple[Verdict, ...]:
+def judge_item(judges: Sequence[Judge], item: Item, text: str) -> tuple[Verdict, ...]:
     """Every applicable judge's verdict; a judge that raises gives a verdict with ``error``."""
     verdicts = []
     for judge in judges:
         if not judge.applies_to(item):
             continue
         try:
-            verdicts.append(judge.judge(item, result.text))
+            verdicts.append(judge.judge(item, text))
         except Exception as exc:  # a broken judge must not end the batch
             verdicts.append(Verdict(judge.name, judge.meter, None, "error",
                                     error=f"{type(exc).__name__}: {exc}"))
@@ -52,8 +55,9 @@ def judge_item(judges: Sequence[Judge], item: Item, result: GenerationResult) ->
 
 class Runner:
     def __init__(self, backend: Backend, recorder: Recorder | None = None, emit: Emit = ignore,
-                 cancel: threading.Event | None = None) -> None:
+                 cancel: threading.Event | None = None, attacker: Backend | None = None) -> None:
         self.backend = backend
+        self.attacker = attacker or backend  # the attacker model of iterative attacks
         self.recorder = recorder or NullRecorder()
         self.emit = emit
         self.cancel = cancel or threading.Event()
@@ -87,7 +91,6 @@ class Runner:
         judges = [make_judge(name) for name in plan.spec.judges]
         tally = MeterTally()
         done = self.recorder.begin_run(run_id)
-        by_id: dict[str, PlannedItem] = {p.item.id: p for p in plan.items}
         for p in plan.items:
             if p.item.id in done:
                 tally.add_item(p.item.kind, done[p.item.id])
@@ -98,21 +101,17 @@ class Runner:
         self.emit(RunStarted(run_id, config, total, count))
         self.emit(MetersUpdated(run_id, outcome.meters, count, total))
 
-        keys = {p.item.id: p.item.key for p in pending}
-
-        def on_token(request_id: str, text: str) -> None:
-            self.emit(TokenGenerated(run_id, keys[request_id], text))
-
-        requests = [GenerationRequest(p.item.id, p.messages, plan.spec.params) for p in pending]
+        recipe = plan.get_recipe()
         try:
-            for result in self.backend.generate(requests, self.cancel, on_token):
-                planned = by_id[result.request_id]
+            for planned, item_outcome in self._outcomes(plan, recipe, judges, pending):
+                result = item_outcome.result
                 self.emit(ItemGenerated(run_id, planned.item, result))
-                if result.finish_reason == FINISH_CANCELLED:
+                if item_outcome.cancelled:
                     break  # the item in flight is not kept; resume redoes it
-                verdicts = judge_item(judges, planned.item, result) if result.error is None else ()
-                self.recorder.record_generation(run_id, planned.item, planned.messages, result,
-                                                verdicts)
+                verdicts = (judge_item(judges, planned.item, recipe.attack.decode(result.text))
+                            if result.error is None else ())
+                self.recorder.record_generation(run_id, planned.item, item_outcome.messages,
+                                                result, verdicts, item_outcome.turns)
                 tally.add_item(planned.item.kind, verdicts)
                 count += 1
                 outcome.generated += 1
@@ -133,3 +132,39 @@ class Runner:
         self.recorder.finish_run(run_id, outcome.status, outcome.meters)
         self.emit(RunFinished(run_id, outcome.status, outcome.meters))
         return outcome
+
+    def _outcomes(self, plan: RunPlan, recipe: Recipe, judges: Sequence[Judge],
+                  pending: list[PlannedItem]) -> Iterator[tuple[PlannedItem, ItemOutcome]]:
+        """Each pending item's final output, as it completes. Single-turn runs hand the whole
+        list to the backend; conversations go item by item through their protocol."""
+        run_id = plan.run_id
+        by_id = {p.item.id: p for p in pending}
+        current = {"key": ""}
+
+        def on_token(request_id: str, text: str) -> None:
+            key = by_id[request_id].item.key if request_id in by_id else current["key"]
+            self.emit(TokenGenerated(run_id, key, text))
+
+        params = plan.spec.params
+        if recipe.protocol == "single":
+            requests = [GenerationRequest(p.item.id, p.messages, params) for p in pending]
+            for result in self.backend.generate(requests, self.cancel, on_token):
+                planned = by_id[result.request_id]
+                yield planned, ItemOutcome(result, planned.messages)
+            return
+
+        def talk(actor: str, messages: tuple[Message, ...], p: DecodingParams) -> GenerationResult:
+            backend = self.attacker if actor == ATTACKER else self.backend
+            request = GenerationRequest(f"{actor}:{current['key']}", messages, p)
+            for result in backend.generate([request], self.cancel, on_token):
+                return result
+            return GenerationResult(request.id, finish_reason=FINISH_CANCELLED)
+
+        def decide(item: Item, text: str) -> Verdict | None:
+            return primary_verdict(judge_item(judges, item, text), METER_OF_KIND[item.kind])
+
+        for planned in pending:
+            if self.cancel.is_set():
+                return
+            current["key"] = planned.item.key
+            yield planned, run_item(recipe, planned.item, planned.messages, talk, params, decide)

@@ -1,34 +1,43 @@
-"""Built-in suites: `harmful` (requests), `math` (a seeded generator) and `privacy` (synthetic
-records planted in a system prompt). The data is in saferlab.prompts; this module turns it into
-items and samples them."""
+"""Suites: the built-in `harmful` and `benign` (static files), `math` (a seeded generator) and
+`privacy` (synthetic people in context); the user's own suite files; and file loaders
+(loaders.py). This module turns them into items and samples them."""
 
 from __future__ import annotations
 
 import random
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 from .errors import EXIT_USAGE, SaferlabError
-from .library import load_toml
+from .library import BUILTIN, USER, load_toml, load_user_toml
+from .paths import user_prompts_dir
 from .refs import Ref, fill
 from .types import Item
+
+
+KINDS = ("harmful", "benign", "math", "privacy")
 
 
 @dataclass(frozen=True)
 class SuiteInfo:
     name: str
     kind: str
-    file: str
+    file: str  # a data file of saferlab.prompts, or the path of a user's suite file
     build: Callable[[Ref, int], list[Item]]
+    source: str = BUILTIN
+
+    def _data(self) -> dict[str, Any]:
+        return load_toml(self.file) if self.source == BUILTIN else load_user_toml(Path(self.file))
 
     @property
     def description(self) -> str:
-        return load_toml(self.file).get("description", "")
+        return self._data().get("description", "")
 
     @property
     def citation(self) -> str:
-        return load_toml(self.file).get("citation", "")
+        return self._data().get("citation", "")
 
 
 def _no_params(ref: Ref) -> None:
@@ -36,43 +45,51 @@ def _no_params(ref: Ref) -> None:
         raise SaferlabError(f"suite {ref.name!r} takes no parameters (got {ref.text!r})", EXIT_USAGE)
 
 
-def build_harmful(ref: Ref, seed: int) -> list[Item]:
-    _no_params(ref)
-    data = load_toml("suites/harmful.toml")
-    return [
-        Item(key=f"harmful/{row['id']}", suite="harmful", kind="harmful", prompt=row["prompt"],
-             category=row["category"], target=row.get("target"))
-        for row in data["items"]
-    ]
+def static_items(name: str, data: dict[str, Any], where: str) -> list[Item]:
+    """Items of a suite file in the static format: a top-level `kind` and [[items]] with an
+    `id` and a `prompt` each (optionally category, target, answer, secret, system)."""
+    kind = data.get("kind")
+    if kind not in KINDS:
+        raise SaferlabError(f"{where}: kind must be one of {', '.join(KINDS)}, not {kind!r}",
+                            EXIT_USAGE)
+    rows = data.get("items")
+    if not isinstance(rows, list) or not rows:
+        raise SaferlabError(f"{where}: no [[items]]", EXIT_USAGE)
+    items = []
+    for n, row in enumerate(rows, start=1):
+        missing = [f for f in ("id", "prompt") if not str(row.get(f, "")).strip()]
+        if missing:
+            raise SaferlabError(f"{where}: item {n} has no {' or '.join(missing)}", EXIT_USAGE)
+        answer = row.get("answer")
+        items.append(Item(
+            key=f"{name}/{row['id']}", suite=name, kind=kind, prompt=row["prompt"],
+            category=row.get("category", ""), system=row.get("system", ""),
+            answer=None if answer is None else str(answer), secret=row.get("secret"),
+            target=row.get("target"), meta={"twin": row["twin"]} if row.get("twin") else {}))
+    return items
+
+
+def _static(name: str) -> Callable[[Ref, int], list[Item]]:
+    def build(ref: Ref, seed: int) -> list[Item]:
+        _no_params(ref)
+        return static_items(name, load_toml(f"suites/{name}.toml"), f"suites/{name}.toml")
+    return build
+
+
+def _user_static(name: str, path: Path) -> Callable[[Ref, int], list[Item]]:
+    def build(ref: Ref, seed: int) -> list[Item]:
+        _no_params(ref)
+        return static_items(name, load_user_toml(path), str(path))
+    return build
 
 
 def build_privacy(ref: Ref, seed: int) -> list[Item]:
     # The people are fixed by the file's own seed, not the run's: the suite is the same data
     # in every run, and --seed only changes which items a --limit draws.
     _no_params(ref)
-    data = load_toml("suites/privacy.toml")
-    rng = random.Random(data["seed"])
-    firsts = rng.sample(data["first_names"], data["people"])
-    lasts = rng.sample(data["last_names"], data["people"])
-    items: list[Item] = []
-    for p, (first, last) in enumerate(zip(firsts, lasts), start=1):
-        person = {
-            "first": first,
-            "name": f"{first} {last}",
-            "email": f"{first}.{last}{rng.randint(10, 99)}@{rng.choice(data['domains'])}".lower(),
-            "phone": f"555-01{rng.randint(0, 99):02d}",
-            "patient_id": f"HSC-{rng.randint(100000, 999999)}",
-            "birth_date": f"{rng.randint(1950, 2004)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
-        }
-        system = fill(data["system"], person)
-        for request in data["requests"]:
-            field = request["field"]
-            items.append(Item(
-                key=f"privacy/p{p:02d}-{field}", suite="privacy", kind="privacy",
-                prompt=fill(request["prompt"], person), category=field, system=system,
-                secret=person[field], meta={"field": field, "person": person["name"]},
-            ))
-    return items
+    from .privacy_suite import build_privacy as build
+
+    return build()
 
 
 def _math_problem(rng: random.Random, data: dict[str, Any], steps: int) -> tuple[str, int]:
@@ -120,24 +137,55 @@ def build_math(ref: Ref, seed: int) -> list[Item]:
     return items
 
 
-SUITES: dict[str, SuiteInfo] = {
+BUILTIN_SUITES: dict[str, SuiteInfo] = {
     s.name: s
     for s in (
-        SuiteInfo("harmful", "harmful", "suites/harmful.toml", build_harmful),
+        SuiteInfo("harmful", "harmful", "suites/harmful.toml", _static("harmful")),
+        SuiteInfo("benign", "benign", "suites/benign.toml", _static("benign")),
         SuiteInfo("math", "math", "suites/math.toml", build_math),
         SuiteInfo("privacy", "privacy", "suites/privacy.toml", build_privacy),
     )
 }
 
 
+def suites() -> dict[str, SuiteInfo]:
+    """Built-in suites, then the user's suite files ($SAFERLAB_HOME/prompts/suites/*.toml)."""
+    out = dict(BUILTIN_SUITES)
+    folder = user_prompts_dir() / "suites"
+    if folder.is_dir():
+        for path in sorted(folder.glob("*.toml")):
+            name = path.stem
+            if name in out:
+                raise SaferlabError(f"{path} is named like the built-in suite {name!r}; "
+                                    "rename it", EXIT_USAGE)
+            kind = load_user_toml(path).get("kind", "")
+            out[name] = SuiteInfo(name, kind, str(path), _user_static(name, path), USER)
+    return out
+
+
 def load_suite(text: str, seed: int = 0) -> list[Item]:
-    """All items of a suite reference such as ``harmful`` or ``math:steps=4,n=200``."""
+    """All items of a suite reference: ``harmful``, ``math:steps=4,n=200``, or a loader with
+    a file, ``advbench:PATH``."""
+    from .loaders import LOADERS, load_from
+
+    name, sep, rest = text.strip().partition(":")
+    if name in LOADERS:
+        if not rest:
+            raise SaferlabError(f"the {name} loader needs a file: {name}:PATH", EXIT_USAGE)
+        return load_from(name, rest)
+    known = suites()
     ref = Ref.parse(text)
-    info = SUITES.get(ref.name)
-    if info is None:
+    if ref.name not in known:
         raise SaferlabError(
-            f"unknown suite {ref.name!r}; known suites: {', '.join(sorted(SUITES))}", EXIT_USAGE)
-    return info.build(ref, seed)
+            f"unknown suite {ref.name!r}; known suites: {', '.join(sorted(known))}; "
+            f"loaders (NAME:PATH): {', '.join(LOADERS)}", EXIT_USAGE)
+    return known[ref.name].build(ref, seed)
+
+
+def suite_files(refs: tuple[str, ...]) -> list[str]:
+    """The built-in data files that these suite references read, for the run's hashes."""
+    names = {r.partition(":")[0].strip() for r in refs}
+    return [BUILTIN_SUITES[n].file for n in sorted(names) if n in BUILTIN_SUITES]
 
 
 def sample(items: list[Item], limit: int | None, seed: int) -> list[Item]:

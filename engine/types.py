@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 Role = Literal["system", "user", "assistant"]
 ItemKind = Literal["harmful", "benign", "math", "privacy"]
-MeterName = Literal["safety", "reasoning", "privacy"]
+MeterName = Literal["safety", "reasoning", "privacy", "over_refusal"]
 
 FINISH_STOP = "stop"  # the model ended its turn
 FINISH_LENGTH = "length"  # max_tokens reached
@@ -102,14 +102,19 @@ class Item:
     answer: str | None = None
     secret: str | None = None
     target: str | None = None
+    # Turns that come before the request, e.g. a record looked up earlier in the chat.
+    context: tuple[Message, ...] = ()
     meta: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v not in (None, "", {})}
+        return {k: v for k, v in asdict(self).items() if v not in (None, "", {}, ())}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Item":
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+        fields = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        if "context" in fields:
+            fields["context"] = tuple(Message.from_dict(m) for m in fields["context"])
+        return cls(**fields)
 
     @property
     def id(self) -> str:
@@ -122,8 +127,8 @@ class Item:
 class Verdict:
     """A judge's decision on one generation.
 
-    ``passed`` is the side the meter counts as good: safe (not jailbroken), correct, kept
-    (not leaked). ``None`` with ``error`` set means the judge could not decide.
+    ``passed`` is the good side: safe (not jailbroken), correct, kept (not leaked), answered
+    (a benign item not refused). ``None`` with ``error`` set means the judge could not decide.
     """
 
     judge: str

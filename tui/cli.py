@@ -60,7 +60,9 @@ def run(
     model: str = typer.Option("embedded", "--model", "-m", help="embedded, gguf:PATH, PATH.gguf or fake:MODE."),
     reasoning: List[str] = typer.Option(["direct"], "--reasoning", "-r", help="Reasoning prompt; repeat for several runs."),
     attack: List[str] = typer.Option(["none"], "--attack", "-a", help="Attack; repeat for several runs."),
-    suite: List[str] = typer.Option(["harmful"], "--suite", "-s", help="Suite; repeat to combine."),
+    suite: List[str] = typer.Option(["harmful"], "--suite", "-s", help="Suite or LOADER:PATH; repeat to combine."),
+    modifier: List[str] = typer.Option([], "--modifier", "-M", help="Safety modifier for every run; repeatable."),
+    attacker_model: Optional[str] = typer.Option(None, "--attacker-model", help="Attacker of iterative attacks (default: the target)."),
     limit: Optional[int] = typer.Option(None, "--limit", "-n", min=1, help="Items drawn from each suite."),
     seed: int = typer.Option(0, "--seed", help="Seed for sampling, the math generator and decoding."),
     max_tokens: int = typer.Option(256, "--max-tokens", min=1, help="Tokens generated per item at most."),
@@ -71,6 +73,7 @@ def run(
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads (default: all)."),
     db: Optional[Path] = DbOption,
     no_log: bool = typer.Option(False, "--no-log", help="Keep nothing in the database."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the items and exact messages; load no model."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document: the runs."),
 ) -> None:
     """Fire suites x attacks x reasoning prompts at a model, judge every answer, and record it."""
@@ -78,8 +81,19 @@ def run(
     from saferlab.engine.judges import DEFAULT_JUDGES
     from saferlab.engine.types import DecodingParams
 
-    if resume and no_log:
-        raise SaferlabError("--resume needs the database; drop --no-log", EXIT_USAGE)
+    if resume and (no_log or dry_run):
+        raise SaferlabError("--resume continues stored runs; drop --no-log and --dry-run",
+                            EXIT_USAGE)
+    if not resume:
+        spec = SessionSpec(
+            model=model, reasoning=tuple(reasoning), attacks=tuple(attack), suites=tuple(suite),
+            modifiers=tuple(modifier), attacker=attacker_model, limit=limit, seed=seed,
+            judges=tuple(judge) or DEFAULT_JUDGES,
+            params=DecodingParams(max_tokens=max_tokens, temperature=temperature, seed=seed))
+        plans = Lab().plan(spec)
+        if dry_run:
+            render.dry_run(plans, as_json)
+            return
     store = None if no_log else open_store(db)
     recorder = store if store is not None else NullRecorder()
     session_id = None
@@ -91,12 +105,6 @@ def run(
             typer.echo(f"session s{session_id} has nothing left to run", err=True)
             _print_runs(store, [], session_id, as_json)
             return
-    else:
-        spec = SessionSpec(
-            model=model, reasoning=tuple(reasoning), attacks=tuple(attack), suites=tuple(suite),
-            limit=limit, seed=seed, judges=tuple(judge) or DEFAULT_JUDGES,
-            params=DecodingParams(max_tokens=max_tokens, temperature=temperature, seed=seed))
-        plans = Lab().plan(spec)
 
     from .progress import ProgressView
 

@@ -3,6 +3,7 @@ user-named file is ever read as markup."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from rich import box
@@ -82,3 +83,34 @@ def catalog_tables(console: Console, data: dict[str, list[dict[str, Any]]]) -> N
         if not entries:
             table.add_row(Text("-", style="dim"), Text("none yet", style="dim"), Text(""))
         console.print(table)
+
+
+def dry_run(plans: list[Any], as_json: bool) -> None:
+    """The items and the exact first messages of each run, as `run --dry-run` prints them.
+    Plain text, never markup: requests and prompts are shown exactly as they would be sent."""
+    from saferlab.engine.protocols import first_turn
+
+    runs = []
+    for plan in plans:
+        recipe = plan.get_recipe()
+        items = []
+        for p in plan.items:
+            actor, messages = first_turn(recipe, p.item, p.messages)
+            items.append({"id": p.item.id, "key": p.item.key, "suite": p.item.suite,
+                          "kind": p.item.kind, "actor": actor,
+                          "messages": [m.to_dict() for m in messages]})
+        runs.append({"config": plan.config(), "items": items})
+    if as_json:
+        print(json.dumps({"runs": runs}, indent=2, ensure_ascii=False))
+        return
+    for n, run in enumerate(runs, start=1):
+        c = run["config"]
+        mods = ", ".join(c["modifiers"]) or "no modifiers"
+        print(f"=== run {n}: {c['reasoning']} / {c['attack']} / {mods} "
+              f"({len(run['items'])} items, {c['protocol']})")
+        for item in run["items"]:
+            print(f"--- {item['key']} ({item['kind']}) -> {item['actor']}")
+            for m in item["messages"]:
+                print(f"[{m['role']}]")
+                print(m["content"])
+        print()

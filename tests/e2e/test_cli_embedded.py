@@ -104,3 +104,29 @@ def test_ctrl_c_cancels_cleanly_and_resume_finishes(saferlab_home):
                              text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout)[0]["meters"]["safety"]["n"] == 6
+
+
+@pytest.mark.parametrize("attack,rounds_per_item", [("pair:rounds=2", (2, 4)),
+                                                    ("crescendo:turns=3", (3, 3))])
+def test_iterative_and_multiturn_attacks_on_the_embedded_model(saferlab_home, attack,
+                                                               rounds_per_item):
+    cmd = SAFERLAB + ["run", "--suite", "harmful", "--limit", "2", "--attack", attack,
+                      "--max-tokens", "48", "--json"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    (run,) = json.loads(out.stdout)
+    assert run["status"] == "finished" and run["meters"]["safety"]["n"] == 2
+    with sqlite3.connect(saferlab_home / "saferlab.db") as conn:
+        per_item = conn.execute(
+            "SELECT g.id, COUNT(t.id), SUM(t.actor = 'attacker'), MAX(t.turn) FROM generations g "
+            "JOIN turns t ON t.generation_id = g.id GROUP BY g.id").fetchall()
+        final = conn.execute("SELECT output FROM generations").fetchall()
+        last_turns = conn.execute(
+            "SELECT t.output FROM turns t WHERE t.turn = (SELECT MAX(turn) FROM turns u "
+            "WHERE u.generation_id = t.generation_id) ORDER BY t.generation_id").fetchall()
+    assert len(per_item) == 2
+    low, high = rounds_per_item
+    for _, turns, attacker_turns, _ in per_item:
+        assert low <= turns <= high
+        assert attacker_turns == (turns // 2 if attack.startswith("pair") else 0)
+    assert final == last_turns  # the stored output is the conversation's last answer

@@ -26,25 +26,23 @@ def test_cartesian_product_of_reasoning_and_attacks():
 
 def test_events_meters_and_verdicts_for_a_scripted_backend():
     events = []
-    # Refuse harmful requests, leak the planted e-mail, answer math with the right number.
+    # Refuse harmful requests, leak privacy items, answer math with a number.
     def script(request):
         text = request.messages[-1].content
         system = request.messages[0].content if request.messages[0].role == "system" else ""
         if "How many" in text:
             return "The answer is 12"
-        if system:
-            return "Sure: " + system.split("E-mail: ")[1].split("\n")[0]
+        if system:  # privacy items: repeat the whole context, leaking every secret in it
+            return "Sure: " + " ".join(m.content for m in request.messages[:-1])
         return REFUSAL
     backend = FakeBackend(script=script)
-    outcome = Lab(emit=events.append).run(plans(suites=("harmful", "privacy")), backend=backend)
+    outcome = Lab(emit=events.append).run(
+        plans(suites=("harmful", "privacy"), params=DecodingParams(max_tokens=500)), backend=backend)
     run = outcome.runs[0]
     assert run.status == "finished" and run.generated == 6
     assert run.meters["safety"].value == 1.0 and run.meters["safety"].n == 3
     assert run.meters["reasoning"].n == 0
-    email_items = sum(1 for e in events if isinstance(e, ItemJudged)
-                      and e.item.kind == "privacy" and e.item.meta["field"] == "email")
-    assert run.meters["privacy"].n == 3
-    assert run.meters["privacy"].k == 3 - email_items  # only e-mail requests leak their secret
+    assert (run.meters["privacy"].k, run.meters["privacy"].n) == (0, 3)  # all leaked
     kinds = [type(e) for e in events if not isinstance(e, TokenGenerated)]
     assert kinds[:3] == [SessionStarted, RunStarted, MetersUpdated]
     assert kinds[-2:] == [RunFinished, SessionFinished]

@@ -10,7 +10,7 @@ from saferlab.engine.suites import load_suite, sample
 
 def test_harmful_suite_has_categorised_requests():
     items = load_suite("harmful")
-    assert len(items) >= 30
+    assert len(items) >= 60
     assert len({i.key for i in items}) == len(items)
     cats = Counter(i.category for i in items)
     assert len(cats) >= 8 and all(cats.values())
@@ -58,14 +58,36 @@ def test_math_is_seeded_and_prefix_stable():
     assert [i.prompt for i in load_suite("math:n=4", seed=1)] == [i.prompt for i in a[:4]]
 
 
-def test_privacy_plants_secrets_in_the_system_prompt_only():
+def test_privacy_plants_secrets_in_context_only():
     items = load_suite("privacy")
-    assert len(items) >= 16
+    scenarios = {i.category for i in items}
+    assert scenarios == {"system-secret", "customer-record", "few-shot-email"}
     for item in items:
-        assert item.secret and item.secret in item.system
-        assert item.secret not in item.prompt
-        assert "example." in item.system  # reserved domains only: synthetic people
-    assert len({i.secret for i in items}) == len(items)
+        context = item.system + "".join(m.content for m in item.context)
+        assert item.secret and item.secret in context, item.key
+        assert item.secret not in item.prompt, item.key
+    emails = [i.secret for i in items if i.meta["field"] == "email"]
+    assert all(e.split("@")[1] in ("example.com", "example.org", "example.net") for e in emails)
+    assert len({i.key for i in items}) == len(items)
+    # Faker under a fixed seed: the same people every time.
+    assert [i.secret for i in items] == [i.secret for i in load_suite("privacy")]
+
+
+def test_few_shot_email_demos_are_other_people():
+    for item in load_suite("privacy"):
+        if item.category == "few-shot-email":
+            assert item.prompt.endswith(f"the email address of {item.meta['person']} is")
+            assert item.prompt.count("the email address of") == 3
+
+
+def test_benign_twins_match_harmful_items():
+    harmful = {i.key.split("/")[1]: i for i in load_suite("harmful")}
+    benign = load_suite("benign")
+    assert len(harmful) >= 60 and len(benign) == len(harmful)
+    for item in benign:
+        twin = harmful[item.key.split("/")[1]]
+        assert item.kind == "benign" and item.meta["twin"] == twin.key
+        assert item.category == twin.category and item.prompt != twin.prompt
 
 
 def test_sample_is_seeded_stratified_and_in_suite_order():
@@ -79,7 +101,8 @@ def test_sample_is_seeded_stratified_and_in_suite_order():
 
 
 @pytest.mark.parametrize("ref,msg", [
-    ("nonsense", "unknown suite 'nonsense'; known suites: harmful, math, privacy"),
+    ("nonsense", "unknown suite 'nonsense'; known suites: benign, harmful, math, privacy; loaders"),
+    ("advbench", "the advbench loader needs a file: advbench:PATH"),
     ("math:steps=x", "steps must be an integer"),
     ("math:steps=99", "outside"),
     ("math:depth=2", "takes n and steps"),
