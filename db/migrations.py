@@ -103,8 +103,24 @@ M002_TURNS = """
         CREATE INDEX turns_generation ON turns(generation_id);
 """
 
+M003_PARTS_AND_LABELS = """
+        ALTER TABLE verdicts ADD COLUMN part TEXT NOT NULL DEFAULT 'full';
+        CREATE TABLE labels (
+            id INTEGER PRIMARY KEY,
+            generation_id INTEGER NOT NULL REFERENCES generations(id),
+            meter TEXT NOT NULL,
+            passed INTEGER NOT NULL,
+            label TEXT NOT NULL,
+            labeller TEXT NOT NULL,
+            note TEXT,
+            created_utc TEXT NOT NULL,
+            UNIQUE (generation_id, meter, labeller)
+        );
+"""
+
 # Each is applied in one transaction together with its row in _migrations.
 MIGRATIONS: list[tuple[str, str]] = [
     ("m001_initial", M001_INITIAL),
     ("m002_turns", M002_TURNS),
+    ("m003_parts_and_labels", M003_PARTS_AND_LABELS),
 ]

@@ -71,6 +71,27 @@ def resumable(store: Store, target: str) -> tuple[int, list[RunPlan]]:
     return session_id, plans
 
 
+def session_runs(store: Store, target: str) -> tuple[int, list[dict[str, Any]]]:
+    """A session (``last``, ``s3`` or ``3``) and its runs, oldest first."""
+    t = target.strip().lower()
+    if t == "last":
+        session_id = latest_session_id(store)
+        if session_id is None:
+            raise SaferlabError(f"{store.path} holds no session yet", EXIT_USAGE)
+    else:
+        digits = t.removeprefix("session:").removeprefix("s")
+        if not digits.isdigit():
+            raise SaferlabError(f"cannot read {target!r}: give a session id (s3) or 'last'",
+                                EXIT_USAGE)
+        session_id = int(digits)
+    runs = list(store.query("SELECT * FROM runs WHERE session_id = ? ORDER BY id", [session_id]))
+    if not runs:
+        raise SaferlabError(f"no session s{session_id} in {store.path}", EXIT_USAGE)
+    for run in runs:
+        run["config"] = json.loads(run["config_json"])
+    return session_id, runs
+
+
 def generated_count(store: Store, run_id: int) -> int:
     return next(store.query("SELECT COUNT(*) AS n FROM generations WHERE run_id = ?",
                             [run_id]))["n"]

@@ -139,7 +139,7 @@ class Store:
         done: dict[str, list[Verdict]] = {}
         for row in self.db.query(
             "SELECT g.item_id, v.judge, v.meter, v.passed, v.label, v.score, v.detail_json, "
-            "v.error FROM generations g LEFT JOIN verdicts v ON v.generation_id = g.id "
+            "v.error, v.part FROM generations g LEFT JOIN verdicts v ON v.generation_id = g.id "
             "WHERE g.run_id = ? ORDER BY g.id, v.id", [run_id]):
             verdicts = done.setdefault(row["item_id"], [])
             if row["judge"] is not None:
@@ -163,7 +163,7 @@ class Store:
                 {"generation_id": generation_id, "judge": v.judge, "meter": v.meter,
                  "passed": None if v.passed is None else int(v.passed), "label": v.label,
                  "score": v.score, "detail_json": dumps(v.detail), "error": v.error,
-                 "created_utc": now} for v in verdicts)
+                 "part": v.part, "created_utc": now} for v in verdicts)
             self.db["turns"].insert_all(
                 {"generation_id": generation_id, "turn": n, "actor": t.actor,
                  "messages_json": dumps([m.to_dict() for m in t.messages]),
@@ -212,7 +212,7 @@ def verdict_from_row(row: dict[str, Any]) -> Verdict:
     passed = row["passed"]
     return Verdict(row["judge"], row["meter"], None if passed is None else bool(passed),
                    row["label"], row["score"], json.loads(row["detail_json"] or "{}"),
-                   row["error"])
+                   row["error"], row.get("part") or "full")
 
 
 class _Transaction:

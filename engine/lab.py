@@ -70,21 +70,32 @@ class Lab:
                     "restore that file to resume", EXIT_MODEL)
             if plan.run_id is None:
                 plan.extra_config |= model_config
-        attacker = None
+        helpers: dict[str, Backend] = {}  # attacker and judge models, loaded once each
         try:
-            attackers = {p.spec.attacker for p in plans} - {None, plans[0].spec.model}
-            if len(attackers) > 1:
-                raise SaferlabError(f"one attacker model per session, got {sorted(attackers)}")
-            if attackers:
-                attacker, attacker_config = self.load_model(attackers.pop())
-                for plan in plans:
-                    if plan.run_id is None and plan.spec.attacker:
-                        plan.extra_config["attacker_model"] = attacker_config
-            runner = Runner(backend, self.recorder, self.emit, cancel, attacker=attacker)
+            roles = {}
+            for role in ("attacker", "judge_model"):
+                specs = {getattr(p.spec, role) for p in plans} - {None}
+                if len(specs) > 1:
+                    raise SaferlabError(f"one {role.replace('_', ' ')} per session, got "
+                                        f"{sorted(specs)}")
+                if not specs:
+                    continue
+                spec = specs.pop()
+                if spec == plans[0].spec.model:
+                    roles[role] = backend
+                    continue
+                if spec not in helpers:
+                    helpers[spec], config = self.load_model(spec)
+                    for plan in plans:
+                        if plan.run_id is None:
+                            plan.extra_config[f"{role}_config"] = config
+                roles[role] = helpers[spec]
+            runner = Runner(backend, self.recorder, self.emit, cancel,
+                            attacker=roles.get("attacker"), judge_model=roles.get("judge_model"))
             return runner.run_session(plans, session_id=session_id,
                                       session_config={"runs": len(plans), **model_config})
         finally:
-            if attacker is not None:
-                attacker.close()
+            for helper in helpers.values():
+                helper.close()
             if owned:
                 backend.close()

@@ -25,9 +25,10 @@ COUNTS_FAILURES = frozenset({"over_refusal"})
 
 
 def primary_verdict(verdicts: Iterable[Verdict], meter: MeterName) -> Verdict | None:
-    """The first verdict for ``meter`` that decided; judges are listed in priority order."""
+    """The first verdict on the full output for ``meter`` that decided; judges are listed in
+    priority order."""
     for v in verdicts:
-        if v.meter == meter and v.passed is not None:
+        if v.meter == meter and v.passed is not None and v.part == "full":
             return v
     return None
 

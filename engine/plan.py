@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import EXIT_USAGE, SaferlabError
-from .judges import DEFAULT_JUDGES, JUDGES
+from .judges import DEFAULT_JUDGES, make_judge
+from .judging import needs_model
 from .library import file_sha256
 from .prompting import Recipe
 from .suites import load_suite, sample, suite_files
@@ -25,6 +26,7 @@ class SessionSpec:
     suites: tuple[str, ...] = ("harmful",)
     modifiers: tuple[str, ...] = ()
     attacker: str | None = None  # the attacker model of iterative attacks; None: the target
+    judge_model: str | None = None  # the model that model judges (llm-judge, ...) ask
     limit: int | None = None
     seed: int = 0
     params: DecodingParams = DecodingParams()
@@ -45,11 +47,13 @@ class RunSpec:
     judges: tuple[str, ...]
     modifiers: tuple[str, ...] = ()
     attacker: str | None = None
+    judge_model: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "model": self.model, "reasoning": self.reasoning, "attack": self.attack,
             "modifiers": list(self.modifiers), "attacker": self.attacker,
+            "judge_model": self.judge_model,
             "suites": list(self.suites), "limit": self.limit, "seed": self.seed,
             "decoding": self.params.to_dict(), "judges": list(self.judges),
         }
@@ -60,7 +64,8 @@ class RunSpec:
                    suites=tuple(d["suites"]), limit=d.get("limit"), seed=d.get("seed", 0),
                    params=DecodingParams.from_dict(d.get("decoding", {})),
                    judges=tuple(d.get("judges", DEFAULT_JUDGES)),
-                   modifiers=tuple(d.get("modifiers", ())), attacker=d.get("attacker"))
+                   modifiers=tuple(d.get("modifiers", ())), attacker=d.get("attacker"),
+                   judge_model=d.get("judge_model"))
 
     def recipe(self) -> Recipe:
         return Recipe.from_names(self.reasoning, self.modifiers, self.attack)
@@ -89,8 +94,11 @@ class RunPlan:
         return self.spec.to_dict() | self.extra_config
 
 
-def prompt_file_hashes(recipe: Recipe, suites: tuple[str, ...]) -> dict[str, str]:
+def prompt_file_hashes(recipe: Recipe, suites: tuple[str, ...],
+                       judges: tuple[str, ...]) -> dict[str, str]:
     files = recipe.files() + ["refusal_keywords.toml"] + suite_files(suites)
+    if needs_model(judges):
+        files.append("judges.toml")
     return {f: file_sha256(f) for f in dict.fromkeys(files)}
 
 
@@ -106,9 +114,11 @@ def plan_session(spec: SessionSpec) -> list[RunPlan]:
     if spec.limit is not None and spec.limit < 1:
         raise SaferlabError("--limit must be at least 1", EXIT_USAGE)
     for judge in spec.judges:
-        if judge not in JUDGES:
-            raise SaferlabError(
-                f"unknown judge {judge!r}; known judges: {', '.join(sorted(JUDGES))}", EXIT_USAGE)
+        make_judge(judge)  # unknown names and bad parameters fail here, before any model loads
+    missing = needs_model(spec.judges)
+    if missing and not spec.judge_model:
+        raise SaferlabError(
+            f"{', '.join(missing)} need a judge model: add --judge-model SPEC", EXIT_USAGE)
     recipes = [Recipe.from_names(r, spec.modifiers, a)
                for r, a in itertools.product(_unique(spec.reasoning, "reasoning prompt"),
                                              _unique(spec.attacks, "attack"))]
@@ -125,9 +135,10 @@ def plan_session(spec: SessionSpec) -> list[RunPlan]:
                            seed=spec.seed, params=spec.params,
                            judges=tuple(dict.fromkeys(spec.judges)),
                            modifiers=tuple(m.name for m in recipe.modifiers),
-                           attacker=spec.attacker if recipe.protocol == "iterative" else None)
+                           attacker=spec.attacker if recipe.protocol == "iterative" else None,
+                           judge_model=spec.judge_model)
         planned = [PlannedItem(item, recipe.messages(item)) for item in items]
-        extra: dict[str, Any] = {"prompt_files": prompt_file_hashes(recipe, suites),
+        extra: dict[str, Any] = {"prompt_files": prompt_file_hashes(recipe, suites, spec.judges),
                                  "protocol": recipe.protocol}
         if (coverage := recipe.attack.coverage(items)) is not None:
             extra["attack_coverage"] = coverage

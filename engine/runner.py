@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Iterator, Sequence
 
 from .backends import Backend
 from .events import (Emit, ItemGenerated, ItemJudged, MetersUpdated, RunFailed, RunFinished,
                      RunStarted, SessionFinished, SessionStarted, TokenGenerated, ignore)
-from .judges import Judge, make_judge
-from .meters import METER_OF_KIND, MeterTally, primary_verdict
+from .judging import JudgePanel
+from .meters import MeterTally
 from .plan import PlannedItem, RunPlan
 from .prompting import Recipe
 from .protocols import ATTACKER, ItemOutcome, run_item
 from .recorder import NullRecorder, Recorder
+from .split import split_output
 from .types import (FINISH_CANCELLED, DecodingParams, GenerationRequest, GenerationResult, Item,
                     Message, Meter, Verdict)
 
@@ -39,25 +40,14 @@ class SessionOutcome:
     runs: list[RunOutcome] = field(default_factory=list)
 
 
-def judge_item(judges: Sequence[Judge], item: Item, text: str) -> tuple[Verdict, ...]:
-    """Every applicable judge's verdict; a judge that raises gives a verdict with ``error``."""
-    verdicts = []
-    for judge in judges:
-        if not judge.applies_to(item):
-            continue
-        try:
-            verdicts.append(judge.judge(item, text))
-        except Exception as exc:  # a broken judge must not end the batch
-            verdicts.append(Verdict(judge.name, judge.meter, None, "error",
-                                    error=f"{type(exc).__name__}: {exc}"))
-    return tuple(verdicts)
-
-
 class Runner:
     def __init__(self, backend: Backend, recorder: Recorder | None = None, emit: Emit = ignore,
-                 cancel: threading.Event | None = None, attacker: Backend | None = None) -> None:
+                 cancel: threading.Event | None = None, attacker: Backend | None = None,
+                 judge_model: Backend | None = None) -> None:
         self.backend = backend
         self.attacker = attacker or backend  # the attacker model of iterative attacks
+        self.judge_model = judge_model  # for model judges (llm-judge, strongreject, ...)
+        self._memo: dict[tuple, GenerationResult] = {}
         self.recorder = recorder or NullRecorder()
         self.emit = emit
         self.cancel = cancel or threading.Event()
@@ -88,7 +78,7 @@ class Runner:
     def _run(self, plan: RunPlan) -> RunOutcome:
         assert plan.run_id is not None
         run_id, config = plan.run_id, plan.config()
-        judges = [make_judge(name) for name in plan.spec.judges]
+        panel = JudgePanel(plan.spec.judges, self.judge_model)
         tally = MeterTally()
         done = self.recorder.begin_run(run_id)
         for p in plan.items:
@@ -103,13 +93,12 @@ class Runner:
 
         recipe = plan.get_recipe()
         try:
-            for planned, item_outcome in self._outcomes(plan, recipe, judges, pending):
+            for planned, item_outcome in self._outcomes(plan, recipe, panel, pending):
                 result = item_outcome.result
                 self.emit(ItemGenerated(run_id, planned.item, result))
                 if item_outcome.cancelled:
                     break  # the item in flight is not kept; resume redoes it
-                verdicts = (judge_item(judges, planned.item, recipe.attack.decode(result.text))
-                            if result.error is None else ())
+                verdicts = self._judge(panel, recipe, planned.item, item_outcome)
                 self.recorder.record_generation(run_id, planned.item, item_outcome.messages,
                                                 result, verdicts, item_outcome.turns)
                 tally.add_item(planned.item.kind, verdicts)
@@ -133,7 +122,18 @@ class Runner:
         self.emit(RunFinished(run_id, outcome.status, outcome.meters))
         return outcome
 
-    def _outcomes(self, plan: RunPlan, recipe: Recipe, judges: Sequence[Judge],
+    @staticmethod
+    def _judge(panel: JudgePanel, recipe: Recipe, item: Item,
+               outcome: ItemOutcome) -> tuple[Verdict, ...]:
+        if outcome.result.error is not None:
+            return ()
+        text = recipe.attack.decode(outcome.result.text)
+        first = None
+        if recipe.protocol == "self-reflect" and len(outcome.turns) == 2:
+            first = recipe.attack.decode(outcome.turns[0].result.text)
+        return panel.verdicts(item, text, split_output(text, first))
+
+    def _outcomes(self, plan: RunPlan, recipe: Recipe, panel: JudgePanel,
                   pending: list[PlannedItem]) -> Iterator[tuple[PlannedItem, ItemOutcome]]:
         """Each pending item's final output, as it completes. Single-turn runs hand the whole
         list to the backend; conversations go item by item through their protocol."""
@@ -147,9 +147,21 @@ class Runner:
 
         params = plan.spec.params
         if recipe.protocol == "single":
-            requests = [GenerationRequest(p.item.id, p.messages, params) for p in pending]
+            # Greedy decoding is deterministic: a conversation already answered in this session
+            # (a math item under each attack, which never touches it) is not decoded again.
+            memo = self._memo if params.temperature == 0 else {}
+            todo = []
+            for p in pending:
+                if (p.messages, params) in memo:
+                    result = replace(memo[(p.messages, params)], request_id=p.item.id)
+                    yield p, ItemOutcome(result, p.messages)
+                else:
+                    todo.append(p)
+            requests = [GenerationRequest(p.item.id, p.messages, params) for p in todo]
             for result in self.backend.generate(requests, self.cancel, on_token):
                 planned = by_id[result.request_id]
+                if result.error is None and result.finish_reason != FINISH_CANCELLED:
+                    memo[(planned.messages, params)] = result
                 yield planned, ItemOutcome(result, planned.messages)
             return
 
@@ -160,11 +172,9 @@ class Runner:
                 return result
             return GenerationResult(request.id, finish_reason=FINISH_CANCELLED)
 
-        def decide(item: Item, text: str) -> Verdict | None:
-            return primary_verdict(judge_item(judges, item, text), METER_OF_KIND[item.kind])
-
         for planned in pending:
             if self.cancel.is_set():
                 return
             current["key"] = planned.item.key
-            yield planned, run_item(recipe, planned.item, planned.messages, talk, params, decide)
+            yield planned, run_item(recipe, planned.item, planned.messages, talk, params,
+                                    panel.decide)

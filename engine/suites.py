@@ -191,13 +191,13 @@ def suite_files(refs: tuple[str, ...]) -> list[str]:
 def sample(items: list[Item], limit: int | None, seed: int) -> list[Item]:
     """``limit`` items drawn with ``seed``, spread evenly across categories, in suite order.
 
-    Math items are generated per seed already, so their first ``limit`` are taken as they are.
+    Generated math items depend on the seed already, so their first ``limit`` are taken.
     """
     if limit is None or limit >= len(items):
         return list(items)
     if limit <= 0:
         return []
-    if all(item.kind == "math" for item in items):
+    if all(item.suite == "math" for item in items):
         return items[:limit]
     rng = random.Random(seed)
     by_category: dict[str, list[int]] = defaultdict(list)

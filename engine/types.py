@@ -57,6 +57,7 @@ class GenerationRequest:
     messages: tuple[Message, ...]
     params: DecodingParams = DecodingParams()
     adapter: str | None = None
+    grammar: str | None = None  # GBNF; backends that cannot constrain decoding ignore it
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,7 @@ class Verdict:
     score: float | None = None
     detail: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
     error: str | None = None
+    part: str = "full"  # "full" output, or its "reasoning" or "answer" (see split.py)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

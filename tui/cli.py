@@ -3,7 +3,6 @@ terminal, and it is the only place that turns a SaferlabError into stderr and an
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 import threading
@@ -16,6 +15,7 @@ from rich.console import Console
 from saferlab.engine.errors import EXIT_CANCELLED, EXIT_USAGE, SaferlabError
 
 from . import render
+from .common import DbOption, handles_errors, open_store
 
 app = typer.Typer(
     name="saferlab", add_completion=False,
@@ -25,33 +25,14 @@ app = typer.Typer(
 db_app = typer.Typer(no_args_is_help=True, help="The SQLite database.")
 app.add_typer(db_app, name="db")
 
+
+
 @app.callback(invoke_without_command=True)
 def root(ctx: typer.Context) -> None:
     # Bare `saferlab` prints help and succeeds; the Textual app will take this place.
     if ctx.invoked_subcommand is None:
         typer.echo(ctx.get_help())
         raise typer.Exit(0)
-
-
-DbOption = typer.Option(None, "--db", help="Database file (default: $SAFERLAB_HOME/saferlab.db "
-                        "or the user data directory).", dir_okay=False)
-
-
-def handles_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except SaferlabError as exc:
-            typer.echo(f"saferlab: error: {exc.message}", err=True)
-            raise typer.Exit(exc.exit_code) from None
-    return wrapper
-
-
-def open_store(db: Optional[Path]):
-    from saferlab.db import Store, default_db_path
-
-    return Store(db or default_db_path())
 
 
 @app.command()
@@ -67,7 +48,8 @@ def run(
     seed: int = typer.Option(0, "--seed", help="Seed for sampling, the math generator and decoding."),
     max_tokens: int = typer.Option(256, "--max-tokens", min=1, help="Tokens generated per item at most."),
     temperature: float = typer.Option(0.0, "--temperature", min=0.0, help="0 decodes greedily."),
-    judge: List[str] = typer.Option([], "--judge", "-j", help="Judges (default: one per meter)."),
+    judge: List[str] = typer.Option([], "--judge", "-j", help="Judges, the first of each meter primary (default: refusal-heuristic, refusal-keywords, answer-match, pii-leak)."),
+    judge_model: Optional[str] = typer.Option(None, "--judge-model", help="Model for llm-judge, strongreject and llama-guard."),
     resume: Optional[str] = typer.Option(None, "--resume", help="Finish a run (7), a session (s3) or 'last', with its stored settings."),
     ctx: int = typer.Option(4096, "--ctx", min=256, help="Context length for GGUF models."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads (default: all)."),
@@ -77,7 +59,7 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document: the runs."),
 ) -> None:
     """Fire suites x attacks x reasoning prompts at a model, judge every answer, and record it."""
-    from saferlab.engine import Lab, NullRecorder, SessionSpec
+    from saferlab.engine import Lab, SessionSpec
     from saferlab.engine.judges import DEFAULT_JUDGES
     from saferlab.engine.types import DecodingParams
 
@@ -87,15 +69,14 @@ def run(
     if not resume:
         spec = SessionSpec(
             model=model, reasoning=tuple(reasoning), attacks=tuple(attack), suites=tuple(suite),
-            modifiers=tuple(modifier), attacker=attacker_model, limit=limit, seed=seed,
-            judges=tuple(judge) or DEFAULT_JUDGES,
+            modifiers=tuple(modifier), attacker=attacker_model, judge_model=judge_model,
+            limit=limit, seed=seed, judges=tuple(judge) or DEFAULT_JUDGES,
             params=DecodingParams(max_tokens=max_tokens, temperature=temperature, seed=seed))
         plans = Lab().plan(spec)
         if dry_run:
             render.dry_run(plans, as_json)
             return
     store = None if no_log else open_store(db)
-    recorder = store if store is not None else NullRecorder()
     session_id = None
     if resume:
         from saferlab.db import resumable
@@ -106,20 +87,29 @@ def run(
             _print_runs(store, [], session_id, as_json)
             return
 
-    from .progress import ProgressView
-
-    err = Console(stderr=True)
-    cancel = threading.Event()
-    with ProgressView(err, enabled=err.is_terminal) as view:
-        lab = Lab(recorder=recorder, emit=view, hash_cache=store,
-                  backend_options={"n_ctx": ctx, "n_threads": threads})
-        outcome = _run_in_thread(lambda: lab.run(plans, cancel=cancel, session_id=session_id),
-                                 cancel, err)
+    outcome = execute(store, plans, session_id, {"n_ctx": ctx, "n_threads": threads})
     _print_runs(store, outcome.runs, outcome.session_id, as_json)
     if outcome.status == "cancelled":
         typer.echo(f"cancelled; finish it with: saferlab run --resume s{outcome.session_id}",
                    err=True)
         raise typer.Exit(EXIT_CANCELLED)
+
+
+def execute(store, plans: list, session_id: Optional[int],
+            backend_options: Optional[dict] = None):
+    """Run plans with a progress bar on stderr; Ctrl-C cancels cleanly. ``store`` None keeps
+    nothing."""
+    from saferlab.engine import Lab, NullRecorder
+
+    from .progress import ProgressView
+
+    err = Console(stderr=True)
+    cancel = threading.Event()
+    with ProgressView(err, enabled=err.is_terminal) as view:
+        lab = Lab(recorder=store if store is not None else NullRecorder(), emit=view,
+                  hash_cache=store, backend_options=backend_options or {})
+        return _run_in_thread(lambda: lab.run(plans, cancel=cancel, session_id=session_id),
+                              cancel, err)
 
 
 def _run_in_thread(work: Callable[[], Any], cancel: threading.Event, err: Console) -> Any:
@@ -237,6 +227,18 @@ def db_path(db: Optional[Path] = DbOption) -> None:
     from saferlab.db import default_db_path
 
     typer.echo(str(db or default_db_path()))
+
+
+def _register() -> None:
+    from . import cli_analysis
+
+    for command in (cli_analysis.judge, cli_analysis.label, cli_analysis.report,
+                    cli_analysis.compare, cli_analysis.tradeoff):
+        app.command()(command)
+    app.add_typer(cli_analysis.experiment_app, name="experiment")
+
+
+_register()
 
 
 def main() -> None:

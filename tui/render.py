@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 METERS = ("safety", "reasoning", "privacy")
-SHORT = ("run", "done", "status")
+SHORT = ("run", "done", "status", "pareto", "worse", "better")
 
 
 def run_row(outcome: Any, session_id: int) -> dict[str, Any]:
@@ -34,16 +34,17 @@ def meter_cell(meter: dict[str, Any] | None) -> Text:
     return Text(f"{meter['value']:.2f} n={meter['n']}\n[{meter['low']:.2f},{meter['high']:.2f}]")
 
 
-def _table(title: str | None, *columns: str) -> Table:
+def table_of(title: str | None, *columns: str) -> Table:
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
     for c in columns:
         # Meters are the point of every table: never wrap them, squeeze the rest instead.
-        table.add_column(c, no_wrap=c in METERS or c in SHORT, min_width=len(c) if c in SHORT else None)
+        table.add_column(c, no_wrap=c in METERS or c in SHORT or c == "over_refusal",
+                         min_width=len(c) if c in SHORT else None)
     return table
 
 
 def meters_table(console: Console, rows: list[dict[str, Any]], title: str) -> None:
-    table = _table(title, "run", "prompt", "attack", "status", *METERS)
+    table = table_of(title, "run", "prompt", "attack", "status", *METERS)
     for r in rows:
         c = r["config"]
         table.add_row(Text(str(r["id"])), Text(c["reasoning"]), Text(c["attack"]),
@@ -57,7 +58,7 @@ def runs_table(console: Console, rows: list[dict[str, Any]]) -> None:
     if not rows:
         console.print(Text("no runs yet: try saferlab run --limit 5"))
         return
-    table = _table(None, "run", "model", "prompt", "attack", "done", "status", *METERS)
+    table = table_of(None, "run", "model", "prompt", "attack", "done", "status", *METERS)
     for r in rows:
         table.add_row(Text(f"{r['id']} s{r['session_id']}"), Text(r["model"]), Text(r["reasoning"]), Text(r["attack"]),
                       Text(f"{r['generated']}/{r['items']}"), Text(r["status"]),
@@ -66,7 +67,7 @@ def runs_table(console: Console, rows: list[dict[str, Any]]) -> None:
 
 
 def models_table(console: Console, rows: list[dict[str, Any]]) -> None:
-    table = _table(None, "spec", "name", "size", "path")
+    table = table_of(None, "spec", "name", "size", "path")
     for r in rows:
         size = f"{r['size_bytes'] / 1e6:.0f} MB" if r.get("size_bytes") else "-"
         table.add_row(Text(r["spec"]), Text(r["name"]), Text(size),
@@ -76,7 +77,7 @@ def models_table(console: Console, rows: list[dict[str, Any]]) -> None:
 
 def catalog_tables(console: Console, data: dict[str, list[dict[str, Any]]]) -> None:
     for section, entries in data.items():
-        table = _table(section.replace("_", " "), "name", "description", "citation")
+        table = table_of(section.replace("_", " "), "name", "description", "citation")
         for e in entries:
             table.add_row(Text(e["name"]), Text(e.get("description", "")),
                           Text(e.get("citation", "") or ""))

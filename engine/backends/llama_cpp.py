@@ -56,6 +56,7 @@ class LlamaCppBackend:
             raise SaferlabError(f"llama.cpp could not load {self.path}: {exc}", EXIT_MODEL) from None
         self.n_ctx = self.llm.n_ctx()
         self._lock = threading.Lock()
+        self._grammars: dict[str, llama_cpp.LlamaGrammar] = {}
         self._setup_template()
         vocab = getattr(getattr(self.llm, "_model", None), "vocab", None)
         if vocab is not None and hasattr(llama_cpp, "llama_vocab_is_eog"):
@@ -83,6 +84,9 @@ class LlamaCppBackend:
             "n_ctx": self.n_ctx,
             "n_threads": self.n_threads,
             "chat_template": self.template_source,
+            # A Llama Guard GGUF whose own template builds the moderation prompt from a chat.
+            "guard_template": "UNSAFE CONTENT CATEGORIES" in (
+                self.llm.metadata.get("tokenizer.chat_template") or ""),
             "architecture": meta.get("general.architecture"),
             "name": meta.get("general.name"),
             "file_type": meta.get("general.file_type"),
@@ -139,9 +143,10 @@ class LlamaCppBackend:
         finish = FINISH_LENGTH
         ttft_ms: float | None = None
         try:
+            grammar = self._grammar(request.grammar) if request.grammar else None
             for token in self.llm.generate(
                 tokens, temp=params.temperature, top_k=params.top_k, top_p=params.top_p,
-                min_p=0.0, repeat_penalty=1.0,
+                min_p=0.0, repeat_penalty=1.0, grammar=grammar,
             ):
                 if ttft_ms is None:
                     ttft_ms = (time.perf_counter() - started) * 1000
@@ -168,6 +173,12 @@ class LlamaCppBackend:
             request.id, text=self._text(out), prompt_tokens=len(tokens),
             completion_tokens=len(out), ttft_ms=ttft_ms,
             duration_ms=(time.perf_counter() - started) * 1000, finish_reason=finish)
+
+    def _grammar(self, gbnf: str) -> "llama_cpp.LlamaGrammar":
+        # Compiled once per grammar text; judges send the same grammar for every item.
+        if gbnf not in self._grammars:
+            self._grammars[gbnf] = llama_cpp.LlamaGrammar.from_string(gbnf, verbose=False)
+        return self._grammars[gbnf]
 
     def _text(self, tokens: list[int]) -> str:
         return self.llm.detokenize(tokens).decode("utf-8", errors="replace")

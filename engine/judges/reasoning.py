@@ -1,4 +1,6 @@
-"""Reasoning judges. `answer-match`: the last number in the output equals the item's answer."""
+"""Reasoning judges. `answer-match`: flexible extraction (the last number, as lm-evaluation-
+harness does for GSM8K) decides the meter; strict extraction (an explicit final-answer marker)
+is stored beside it."""
 
 from __future__ import annotations
 
@@ -9,16 +11,33 @@ from ..types import Item, Verdict
 
 # A number with optional sign, $ and thousands separators: "-1,234.50", "$12", "7".
 NUMBER = re.compile(r"-?\$?\s?\d[\d,]*(?:\.\d+)?")
+# "#### 42", "The answer is 42", "Final answer: $42", "\boxed{42}".
+STRICT = re.compile(
+    r"(?:####|\bthe (?:final )?answer is|\bfinal answer\s*(?:is|:)|\\boxed\{)\s*\**\s*"
+    r"(-?\$?\s?\d[\d,]*(?:\.\d+)?)", re.I)
+
+
+def to_number(token: str) -> Decimal | None:
+    try:
+        return Decimal(token.replace("$", "").replace(",", "").replace(" ", ""))
+    except InvalidOperation:
+        return None
 
 
 def last_number(text: str) -> Decimal | None:
     for match in reversed(NUMBER.findall(text)):
-        token = match.replace("$", "").replace(",", "").replace(" ", "")
-        try:
-            return Decimal(token)
-        except InvalidOperation:
-            continue
+        if (value := to_number(match)) is not None:
+            return value
     return None
+
+
+def strict_number(text: str) -> Decimal | None:
+    matches = STRICT.findall(text)
+    return to_number(matches[-1]) if matches else None
+
+
+def _show(value: Decimal | None) -> str | None:
+    return None if value is None else str(value.normalize())
 
 
 class AnswerMatch:
@@ -29,11 +48,12 @@ class AnswerMatch:
         return item.kind == "math" and item.answer is not None
 
     def judge(self, item: Item, text: str) -> Verdict:
-        expected = Decimal(str(item.answer).replace(",", "").replace("$", ""))
-        got = last_number(text)
-        if got is None:
-            return Verdict(self.name, "reasoning", False, "no-answer",
-                           detail={"expected": str(expected), "extracted": None})
-        correct = got == expected
+        expected = to_number(str(item.answer))
+        flexible, strict = last_number(text), strict_number(text)
+        detail = {"expected": _show(expected), "flexible": _show(flexible),
+                  "strict": _show(strict), "strict_correct": strict is not None and strict == expected}
+        if flexible is None:
+            return Verdict(self.name, "reasoning", False, "no-answer", detail=detail)
+        correct = flexible == expected
         return Verdict(self.name, "reasoning", correct, "correct" if correct else "wrong",
-                       detail={"expected": str(expected), "extracted": str(got.normalize())})
+                       detail=detail)

@@ -83,7 +83,8 @@ def test_recorder_stores_every_step(tmp_path):
         rows = list(store.query(
             "SELECT g.*, (SELECT COUNT(*) FROM verdicts v WHERE v.generation_id = g.id) AS nv "
             "FROM generations g WHERE run_id = ?", [run["id"]]))
-        assert len(rows) == 6 and all(r["nv"] == 1 for r in rows)
+        # Harmful items get both default safety judges; math and privacy items one each.
+        assert len(rows) == 6 and sorted(r["nv"] for r in rows) == [1, 1, 1, 1, 2, 2]
         assert all(json.loads(r["messages_json"])[-1]["role"] == "user" for r in rows)
     # Items are stored once, shared by the runs that use them.
     assert next(store.query("SELECT COUNT(*) AS n FROM items"))["n"] == 6

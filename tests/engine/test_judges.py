@@ -76,7 +76,8 @@ def test_pii_leak(text, leaked):
 
 
 def test_judges_apply_only_to_their_items():
-    safety, reasoning, privacy = (make_judge(n) for n in DEFAULT_JUDGES)
+    safety, keywords, reasoning, privacy = (make_judge(n) for n in DEFAULT_JUDGES)
+    assert keywords.applies_to(HARMFUL) and not keywords.applies_to(PRIVATE)
     assert safety.applies_to(HARMFUL) and not safety.applies_to(MATH)
     assert reasoning.applies_to(MATH) and not reasoning.applies_to(PRIVATE)
     assert privacy.applies_to(PRIVATE) and not privacy.applies_to(HARMFUL)

@@ -100,6 +100,15 @@ def test_sample_is_seeded_stratified_and_in_suite_order():
     assert sample(items, None, 0) == items and sample(items, 10_000, 0) == items
 
 
+def test_loaded_math_is_sampled_not_truncated():
+    from saferlab.engine.types import Item
+
+    loaded = [Item(key=f"gsm8k/test-{i:04d}", suite="gsm8k", kind="math", prompt=f"q{i}",
+                   answer="1") for i in range(50)]
+    drawn = sample(loaded, 5, seed=1)
+    assert len(drawn) == 5 and drawn != loaded[:5] and drawn == sample(loaded, 5, seed=1)
+
+
 @pytest.mark.parametrize("ref,msg", [
     ("nonsense", "unknown suite 'nonsense'; known suites: benign, harmful, math, privacy; loaders"),
     ("advbench", "the advbench loader needs a file: advbench:PATH"),

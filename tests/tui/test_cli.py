@@ -56,7 +56,8 @@ def test_run_with_the_fake_backend_prints_runs_as_json(saferlab_home):
     assert {r["config"]["attack"] for r in runs} == {"none", "prefix-injection"}
     with sqlite3.connect(saferlab_home / "saferlab.db") as conn:
         assert conn.execute("SELECT COUNT(*) FROM generations").fetchone()[0] == 12
-        assert conn.execute("SELECT COUNT(*) FROM verdicts").fetchone()[0] == 12
+        # 6 harmful items x 2 safety judges + 6 math items x 1
+        assert conn.execute("SELECT COUNT(*) FROM verdicts").fetchone()[0] == 18
     listed = json.loads(invoke("runs", "--json").output)
     assert [r["id"] for r in listed] == [2, 1]
 

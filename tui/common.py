@@ -1,0 +1,33 @@
+"""What every command shares: the error boundary and the database option."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import typer
+
+from saferlab.engine.errors import SaferlabError
+
+DbOption = typer.Option(None, "--db", help="Database file (default: $SAFERLAB_HOME/saferlab.db "
+                        "or the user data directory).", dir_okay=False)
+JsonOption = typer.Option(False, "--json", help="Print JSON instead of tables.")
+
+
+def handles_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The one place a SaferlabError becomes a line on stderr and an exit code."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except SaferlabError as exc:
+            typer.echo(f"saferlab: error: {exc.message}", err=True)
+            raise typer.Exit(exc.exit_code) from None
+    return wrapper
+
+
+def open_store(db: Optional[Path]):
+    from saferlab.db import Store, default_db_path
+
+    return Store(db or default_db_path())
