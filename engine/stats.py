@@ -25,8 +25,10 @@ def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float]:
     denom = 1 + z2 / n
     centre = (p + z2 / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denom
-    # Clamp float noise at the ends so k = 0 gives exactly 0 and k = n exactly 1.
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # At the ends the bound is exact: k = 0 gives 0 and k = n gives 1, without float noise.
+    low = 0.0 if k == 0 else max(0.0, centre - half)
+    high = 1.0 if k == n else min(1.0, centre + half)
+    return low, high
 
 
 def _pair_lengths(a: Sequence, b: Sequence) -> int:

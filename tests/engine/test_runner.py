@@ -124,3 +124,18 @@ def test_resume_skips_items_that_have_a_generation():
     assert {c.id for c in backend.calls}.isdisjoint(first_two)
     assert (run.meters["safety"].k, run.meters["safety"].n) == (3, 5)  # counts the old two
     assert outcome.session_id == 7 and run.run_id == 42
+
+
+def test_greedy_requests_repeated_in_a_session_are_decoded_once():
+    # Attacks never touch math items, so every attack's run sends the same math messages.
+    backend = FakeBackend(script=lambda r: "The answer is 1")
+    events = []
+    outcome = Lab(emit=events.append).run(
+        plans(suites=("math", "harmful"), limit=3, attacks=("none", "prefix-injection", "rot13")),
+        backend=backend)
+    assert outcome.status == "finished" and sum(r.generated for r in outcome.runs) == 18
+    assert len(backend.calls) == 3 + 3 * 3  # math once, harmful once per attack
+    sampled = Lab().run(plans(suites=("math",), limit=3, attacks=("none", "rot13"),
+                              params=DecodingParams(max_tokens=50, temperature=0.7)),
+                        backend=(b := FakeBackend(script=lambda r: "7")))
+    assert len(b.calls) == 6  # sampling is not deterministic: nothing is reused
