@@ -109,6 +109,9 @@ def tradeoff(console: Console, data: dict[str, Any]) -> None:
                       Text("*" if r["pareto"] else ""))
     console.print(table)
     s = data["spearman"]
+    why = ""
+    if s["rho"] is None:
+        why = (" (needs 3 runs with both meters)" if s["n"] < 3
+               else " (undefined: a meter has the same value in every run)")
     console.print(Text(f"Spearman rho(reasoning, safety) = {_fmt(s['rho'])}, p = "
-                       f"{_fmt(s['p_value'], 4)}, over {s['n']} runs"
-                       + ("" if s["rho"] is not None else " (needs 3 runs with both meters)")))
+                       f"{_fmt(s['p_value'], 4)}, over {s['n']} runs{why}"))

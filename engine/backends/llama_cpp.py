@@ -2,7 +2,8 @@
 
 The prompt is rendered with the model's own chat template (GGUF metadata) and decoded token by
 token with ``Llama.generate``, so that token counts are exact and the cancel event is read
-between tokens. One generation at a time per model.
+between tokens. Shared prompt prefixes are reused only where that cannot change an answer.
+One generation at a time per model.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ CHATML = (
 )
 
 DEFAULT_CTX = 4096
+CHUNK = 64  # prompt evaluation block; see _reuse_prefix
 
 
 def default_threads() -> int:
@@ -50,7 +52,7 @@ class LlamaCppBackend:
         self.n_threads = n_threads or default_threads()
         try:
             self.llm = llama_cpp.Llama(
-                model_path=self.path, n_ctx=n_ctx, n_threads=self.n_threads,
+                model_path=self.path, n_ctx=n_ctx, n_threads=self.n_threads, n_batch=CHUNK,
                 n_gpu_layers=n_gpu_layers, verbose=False)
         except (ValueError, RuntimeError, OSError) as exc:
             raise SaferlabError(f"llama.cpp could not load {self.path}: {exc}", EXIT_MODEL) from None
@@ -134,10 +136,7 @@ class LlamaCppBackend:
         budget = min(request.params.max_tokens, self.n_ctx - len(tokens))
         params = request.params
         self.llm.set_seed(params.seed)
-        # Evaluate every prompt from scratch. Reusing a cached prefix re-evaluates the prompt
-        # in a different batch shape, which shifts logits slightly: a seeded or near-tied
-        # greedy decode then depends on what ran before it, and a run would not reproduce.
-        self.llm.reset()
+        todo = self._reuse_prefix(tokens)
         out: list[int] = []
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         finish = FINISH_LENGTH
@@ -145,8 +144,8 @@ class LlamaCppBackend:
         try:
             grammar = self._grammar(request.grammar) if request.grammar else None
             for token in self.llm.generate(
-                tokens, temp=params.temperature, top_k=params.top_k, top_p=params.top_p,
-                min_p=0.0, repeat_penalty=1.0, grammar=grammar,
+                todo, temp=params.temperature, top_k=params.top_k, top_p=params.top_p,
+                min_p=0.0, repeat_penalty=1.0, grammar=grammar, reset=False,
             ):
                 if ttft_ms is None:
                     ttft_ms = (time.perf_counter() - started) * 1000
@@ -173,6 +172,34 @@ class LlamaCppBackend:
             request.id, text=self._text(out), prompt_tokens=len(tokens),
             completion_tokens=len(out), ttft_ms=ttft_ms,
             duration_ms=(time.perf_counter() - started) * 1000, finish_reason=finish)
+
+    def _reuse_prefix(self, tokens: list[int]) -> list[int]:
+        """Keep the cached prompt prefix this prompt shares, cut to a whole number of CHUNK
+        blocks, and return the tokens still to evaluate.
+
+        Logits depend slightly on how a prompt is cut into batches. Prompts are therefore
+        always evaluated in blocks aligned to absolute positions (n_batch = CHUNK), and only
+        whole blocks are reused: the reused cache then holds exactly what a fresh evaluation
+        would compute, and an answer never depends on what ran before it. Few-shot prompts,
+        whose demonstrations every item shares, are evaluated once instead of per item.
+        """
+        llm = self.llm
+        try:
+            cached = llm._input_ids[: llm.n_tokens]
+            common = 0
+            for a, b in zip(cached, tokens):
+                if a != b:
+                    break
+                common += 1
+            # At least one token is evaluated afresh: its logits start the decode.
+            keep = min(common, len(tokens) - 1) // CHUNK * CHUNK
+            if keep and llm._ctx.kv_cache_seq_rm(-1, keep, -1):
+                llm.n_tokens = keep
+                return tokens[keep:]
+        except (AttributeError, TypeError):  # internals of another llama-cpp-python release
+            pass
+        llm.reset()
+        return tokens
 
     def _grammar(self, gbnf: str) -> "llama_cpp.LlamaGrammar":
         # Compiled once per grammar text; judges send the same grammar for every item.

@@ -74,3 +74,24 @@ def test_an_answer_does_not_depend_on_what_ran_before(embedded_backend):
     after_a = list(embedded_backend.generate([a, b]))[1].text
     alone = list(embedded_backend.generate([b]))[0].text
     assert after_a == alone
+
+
+@pytest.mark.parametrize("params", [DecodingParams(max_tokens=12),
+                                    DecodingParams(max_tokens=12, temperature=1.0, top_k=40,
+                                                   top_p=0.95, seed=3)])
+def test_a_shared_few_shot_prefix_is_reused_without_changing_answers(embedded_backend, params):
+    from saferlab.engine.prompting import Recipe
+    from saferlab.engine.suites import load_suite
+
+    recipe = Recipe.from_names("few-shot-cot:k=4", (), "none")
+    items = load_suite("math:n=3", seed=5)
+    reqs = [GenerationRequest(i.key, recipe.messages(i), params) for i in items]
+    together = list(embedded_backend.generate(reqs))
+    # The same prompts one by one, each after an unrelated prompt has filled the cache.
+    alone = []
+    for req in reqs:
+        list(embedded_backend.generate([ask("Say something unrelated.")]))
+        alone.append(list(embedded_backend.generate([req]))[0])
+    assert [r.text for r in together] == [r.text for r in alone]
+    # Reuse is real: items after the first evaluate only what follows the demonstrations.
+    assert together[1].ttft_ms < alone[1].ttft_ms / 2
