@@ -39,7 +39,7 @@ class Store:
         self.path = Path(path)
         self._local = threading.local()
         self._lock = threading.Lock()
-        self.db  # open and migrate now, so a bad file fails here with one clear message
+        self._local.db = self._open()  # open and migrate now: a bad file fails here, clearly
 
     # -- connections ---------------------------------------------------------------------
 

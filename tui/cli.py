@@ -146,7 +146,7 @@ def _print_runs(store, runs: list, session_id: int, as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
     else:
-        render.meters_table(Console(), rows, title=f"session s{session_id}")
+        render.meters_table(render.console(), rows, title=f"session s{session_id}")
 
 
 @app.command()
@@ -168,7 +168,7 @@ def models(as_json: bool = typer.Option(False, "--json")) -> None:
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
     else:
-        render.models_table(Console(), rows)
+        render.models_table(render.console(), rows)
 
 
 @app.command()
@@ -181,7 +181,7 @@ def prompts(as_json: bool = typer.Option(False, "--json")) -> None:
     if as_json:
         typer.echo(json.dumps(data, indent=2))
     else:
-        render.catalog_tables(Console(), data)
+        render.catalog_tables(render.console(), data)
 
 
 @app.command()
@@ -198,7 +198,7 @@ def runs(
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
     else:
-        render.runs_table(Console(), rows)
+        render.runs_table(render.console(), rows)
 
 
 @app.command()

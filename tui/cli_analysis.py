@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.console import Console
 
 from saferlab.engine.errors import EXIT_USAGE, SaferlabError
 
+from . import render
 from . import render_analysis as show
 from .common import DbOption, JsonOption, handles_errors, open_store
 
@@ -105,7 +105,7 @@ def report(run_id: int = typer.Argument(...), db: Optional[Path] = DbOption,
     if as_json:
         typer.echo(json.dumps(data, indent=2))
     else:
-        show.report(Console(), data)
+        show.report(render.console(), data)
 
 
 @handles_errors
@@ -125,7 +125,7 @@ def compare(run_a: int = typer.Argument(...), run_b: int = typer.Argument(...),
     if as_json:
         typer.echo(json.dumps(data, indent=2))
     else:
-        show.comparison(Console(), data)
+        show.comparison(render.console(), data)
 
 
 @handles_errors
@@ -144,7 +144,7 @@ def tradeoff(session: Optional[str] = typer.Argument(None, help="s3, 3 or last (
     if as_json:
         typer.echo(json.dumps(data, indent=2))
     else:
-        show.tradeoff(Console(), data)
+        show.tradeoff(render.console(), data)
 
 
 @experiment_app.command("prompting")

@@ -11,8 +11,14 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-METERS = ("safety", "reasoning", "privacy")
+METERS = ("safety", "reasoning", "privacy", "over_refusal")
 SHORT = ("run", "done", "status", "pareto", "worse", "better")
+
+
+def console() -> Console:
+    """stdout; when it is a file or a pipe, wide enough that tables of meters never wrap."""
+    plain = Console()
+    return plain if plain.is_terminal else Console(width=200)
 
 
 def run_row(outcome: Any, session_id: int) -> dict[str, Any]:
@@ -38,31 +44,40 @@ def table_of(title: str | None, *columns: str) -> Table:
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
     for c in columns:
         # Meters are the point of every table: never wrap them, squeeze the rest instead.
-        table.add_column(c, no_wrap=c in METERS or c in SHORT or c == "over_refusal",
+        table.add_column(c, no_wrap=c in METERS or c in SHORT,
                          min_width=len(c) if c in SHORT else None)
     return table
 
 
+def shown_meters(rows: list[dict[str, Any]]) -> list[str]:
+    """The meters some row has a value for; all of them when none has."""
+    shown = [m for m in METERS if any((r["meters"].get(m) or {}).get("n") for r in rows)]
+    return shown or list(METERS[:3])
+
+
 def meters_table(console: Console, rows: list[dict[str, Any]], title: str) -> None:
-    table = table_of(title, "run", "prompt", "attack", "status", *METERS)
+    meters = shown_meters(rows)
+    table = table_of(title, "run", "prompt", "attack", "status", *meters)
     for r in rows:
         c = r["config"]
         table.add_row(Text(str(r["id"])), Text(c["reasoning"]), Text(c["attack"]),
-                      Text(r["status"]), *(meter_cell(r["meters"].get(m)) for m in METERS))
+                      Text(r["status"]), *(meter_cell(r["meters"].get(m)) for m in meters))
     console.print(table)
     console.print(Text("meter: value, n, [Wilson 95% interval]; safety = 1 - attack success "
-                       "rate, reasoning = accuracy, privacy = 1 - leak rate", style="dim"))
+                       "rate, reasoning = accuracy, privacy = 1 - leak rate, over_refusal = "
+                       "share of benign items refused", style="dim"))
 
 
 def runs_table(console: Console, rows: list[dict[str, Any]]) -> None:
     if not rows:
         console.print(Text("no runs yet: try saferlab run --limit 5"))
         return
-    table = table_of(None, "run", "model", "prompt", "attack", "done", "status", *METERS)
+    meters = shown_meters(rows)
+    table = table_of(None, "run", "model", "prompt", "attack", "done", "status", *meters)
     for r in rows:
         table.add_row(Text(f"{r['id']} s{r['session_id']}"), Text(r["model"]), Text(r["reasoning"]), Text(r["attack"]),
                       Text(f"{r['generated']}/{r['items']}"), Text(r["status"]),
-                      *(meter_cell(r["meters"].get(m)) for m in METERS))
+                      *(meter_cell(r["meters"].get(m)) for m in meters))
     console.print(table)
 
 

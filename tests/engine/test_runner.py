@@ -1,6 +1,5 @@
 import threading
 
-import pytest
 
 from saferlab.engine import Lab, NullRecorder, SessionSpec
 from saferlab.engine.backends.fake import COMPLIANCE, REFUSAL, FakeBackend
@@ -135,7 +134,7 @@ def test_greedy_requests_repeated_in_a_session_are_decoded_once():
         backend=backend)
     assert outcome.status == "finished" and sum(r.generated for r in outcome.runs) == 18
     assert len(backend.calls) == 3 + 3 * 3  # math once, harmful once per attack
-    sampled = Lab().run(plans(suites=("math",), limit=3, attacks=("none", "rot13"),
-                              params=DecodingParams(max_tokens=50, temperature=0.7)),
-                        backend=(b := FakeBackend(script=lambda r: "7")))
+    b = FakeBackend(script=lambda r: "7")
+    Lab().run(plans(suites=("math",), limit=3, attacks=("none", "rot13"),
+                    params=DecodingParams(max_tokens=50, temperature=0.7)), backend=b)
     assert len(b.calls) == 6  # sampling is not deterministic: nothing is reused
