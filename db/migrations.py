@@ -118,9 +118,22 @@ M003_PARTS_AND_LABELS = """
         );
 """
 
+M004_ADAPTERS = """
+        CREATE TABLE adapters (
+            path TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            base_model TEXT,
+            sha256 TEXT,
+            registered_utc TEXT NOT NULL,
+            last_used_utc TEXT
+        );
+"""
+
 # Each is applied in one transaction together with its row in _migrations.
 MIGRATIONS: list[tuple[str, str]] = [
     ("m001_initial", M001_INITIAL),
     ("m002_turns", M002_TURNS),
     ("m003_parts_and_labels", M003_PARTS_AND_LABELS),
+    ("m004_adapters", M004_ADAPTERS),
 ]

@@ -125,6 +125,8 @@ class Store:
                   "category": item.category, "prompt": item.prompt,
                   "item_json": dumps(item.to_dict())} for item, _ in items),
                 ignore=True)
+            for adapter in config.get("adapters", {}).values():
+                self._register_adapter(adapter, used=True)
             self.db["run_items"].insert_all(
                 {"run_id": run_id, "position": i, "item_id": item.id,
                  "messages_json": dumps([m.to_dict() for m in messages])}
@@ -187,6 +189,23 @@ class Store:
         with self.transaction():
             self.db.execute("UPDATE sessions SET status = ?, finished_utc = ? WHERE id = ?",
                             [status, utc_now(), session_id])
+
+    def _register_adapter(self, adapter: dict[str, Any], used: bool = False) -> None:
+        now = utc_now()
+        self.db.execute(
+            "INSERT INTO adapters (path, name, kind, base_model, sha256, registered_utc, "
+            "last_used_utc) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (path) DO UPDATE SET "
+            "name = excluded.name, kind = excluded.kind, base_model = excluded.base_model, "
+            "sha256 = excluded.sha256, last_used_utc = COALESCE(excluded.last_used_utc, "
+            "adapters.last_used_utc)",
+            [adapter.get("path") or f"served:{adapter['name']}", adapter["name"],
+             adapter.get("kind", "served"), adapter.get("base_model"), adapter.get("sha256"),
+             now, now if used else None])
+
+    def register_adapter(self, adapter: dict[str, Any]) -> None:
+        """Remember an adapter (PEFT folder or GGUF LoRA) for `saferlab adapters` and the TUI."""
+        with self.transaction():
+            self._register_adapter(adapter)
 
     # -- HashCache -----------------------------------------------------------------------
 

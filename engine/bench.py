@@ -7,10 +7,10 @@ model load is left out of both figures, and each side decodes one warm-up reques
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Callable, Iterator
 
 from .backends.llama_cpp import DEFAULT_CTX, default_threads
-from .errors import EXIT_USAGE, SaferlabError
 from .events import Event, ItemJudged, SessionFinished, SessionStarted
 from .lab import Lab
 from .models import check_gguf, parse_model_spec
@@ -35,24 +35,33 @@ def _plain(path: str, conversations: list[list[dict]], max_tokens: int, threads:
     return tokens, seconds
 
 
-def bench_llama_cpp(model: str, items: int, max_tokens: int, threads: int | None,
-                    progress: Callable[[str], None]) -> Iterator[str]:
-    ref = parse_model_spec(model)
-    if ref.path is None:
-        raise SaferlabError("bench compares against llama-cpp-python: give a GGUF model", EXIT_USAGE)
-    check_gguf(ref.path)
+def bench(models: list[str], items: int, max_tokens: int, threads: int | None,
+          progress: Callable[[str], None],
+          backend_options: dict | None = None) -> Iterator[str]:
+    """Lines of figures: for each model, saferlab's runner on the same prompts, and for GGUF
+    models plain llama-cpp-python first."""
     threads = threads or default_threads()
-    spec = SessionSpec(model=model, suites=("harmful",), limit=items,
+    spec = SessionSpec(model=models[0], suites=("harmful",), limit=items,
                        params=DecodingParams(max_tokens=max_tokens))
     plans = Lab().plan(spec)
     conversations = [[m.to_dict() for m in p.messages] for p in plans[0].items]
+    for model in models:
+        ref = parse_model_spec(model)
+        if ref.path is not None:
+            check_gguf(ref.path)
+            tokens, seconds = _plain(str(ref.path), conversations, max_tokens, threads, progress)
+            yield (f"{model} plain llama-cpp-python: {tokens} tokens in {seconds:.2f} s = "
+                   f"{tokens / seconds:.1f} tokens/s ({len(conversations)} prompts, "
+                   f"{threads} threads)")
+        yield _runner_line(model, spec, threads, progress, backend_options or {})
 
-    tokens, seconds = _plain(str(ref.path), conversations, max_tokens, threads, progress)
-    yield (f"plain llama-cpp-python: {tokens} tokens in {seconds:.2f} s = "
-           f"{tokens / seconds:.1f} tokens/s ({len(conversations)} prompts, {threads} threads)")
 
+def _runner_line(model: str, spec: SessionSpec, threads: int, progress: Callable[[str], None],
+                 backend_options: dict) -> str:
     marks: dict[str, float] = {}
-    generated = [0]
+    plans = Lab().plan(replace(spec, model=model))
+    total = len(plans[0].items)
+    done = [0]
 
     def emit(event: Event) -> None:
         if isinstance(event, SessionStarted):
@@ -60,19 +69,21 @@ def bench_llama_cpp(model: str, items: int, max_tokens: int, threads: int | None
         elif isinstance(event, SessionFinished):
             marks["end"] = time.perf_counter()
         elif isinstance(event, ItemJudged):
-            generated[0] += 1
-            progress(f"  saferlab runner {generated[0]}/{len(conversations)}")
+            done[0] += 1
+            progress(f"  {model} through saferlab {done[0]}/{total}")
 
-    lab = Lab(emit=emit, backend_options={"n_threads": threads})
+    lab = Lab(emit=emit, backend_options={"n_threads": threads} | backend_options)
+    started = time.perf_counter()
     backend, _ = lab.load_model(model)
+    loaded = time.perf_counter() - started
     try:
-        warm = SessionSpec(model=model, suites=("harmful",), limit=1,
-                           params=DecodingParams(max_tokens=8))
+        warm = replace(spec, model=model, limit=1, params=DecodingParams(max_tokens=8))
         Lab().run(lab.plan(warm), backend=backend)
-        outcome = lab.run(plans, backend=backend)
+        run = lab.run(plans, backend=backend).runs[0]
     finally:
         backend.close()
-    run = outcome.runs[0]
     seconds = marks["end"] - marks["start"]
-    yield (f"saferlab runner:        {run.completion_tokens} tokens in {seconds:.2f} s = "
-           f"{run.completion_tokens / seconds:.1f} tokens/s (generate, judge and emit included)")
+    failed = total - run.generated
+    return (f"{model} through saferlab: {run.completion_tokens} tokens in {seconds:.2f} s = "
+            f"{run.completion_tokens / seconds:.1f} tokens/s (load {loaded:.1f} s; generate, "
+            f"judge and emit included" + (f"; {failed} items failed" if failed else "") + ")")

@@ -38,10 +38,14 @@ class Lab:
     def plan(self, spec: SessionSpec) -> list[RunPlan]:
         return plan_session(spec)
 
-    def load_model(self, spec: str) -> tuple[Backend, dict[str, Any]]:
-        """Load a model and describe it for the run configuration (path, digest, versions)."""
+    def load_model(self, spec: str, adapters: Sequence[str] = ()) -> tuple[Backend, dict[str, Any]]:
+        """Load a model (with its adapters, loaded once beside the base) and describe it for
+        the run configuration (path, digest, versions)."""
         ref = parse_model_spec(spec)
-        backend = load_backend(ref, **self.backend_options)
+        options = dict(self.backend_options)
+        if adapters:
+            options["adapters"] = tuple(adapters)
+        backend = load_backend(ref, **options)
         config: dict[str, Any] = {"backend": backend.info()}
         if ref.path is not None:
             config["model_path"] = str(ref.path.resolve())
@@ -56,7 +60,9 @@ class Lab:
             raise SaferlabError(f"one model per session, got {sorted(models)}")
         owned = backend is None
         if backend is None:
-            backend, model_config = self.load_model(models.pop())
+            adapters = {a["path"] or a["name"] for p in plans
+                        for a in p.extra_config.get("adapters", {}).values()}
+            backend, model_config = self.load_model(models.pop(), sorted(adapters))
         else:
             model_config = {"backend": backend.info()}
         model_config |= {"saferlab_version": saferlab_version(),

@@ -17,7 +17,8 @@ EMBEDDED_NAME = "SmolLM2-135M-Instruct Q4_1"
 GGUF_MAGIC = b"GGUF"
 
 # Spec forms, for the error that lists them.
-KNOWN_SPECS = ("embedded", "gguf:PATH (or a path ending in .gguf)", "fake:MODE")
+KNOWN_SPECS = ("embedded", "gguf:PATH (or a path ending in .gguf)", "hf:MODEL_ID_OR_DIR[#FILE.gguf]",
+               "openai:BASE_URL#MODEL", "fake:MODE")
 
 
 def embedded_model_path() -> Path:
@@ -39,8 +40,8 @@ def embedded_model_path() -> Path:
 @dataclass(frozen=True)
 class ModelRef:
     spec: str  # as the user wrote it
-    scheme: str  # "gguf" or "fake"
-    target: str  # a file path for gguf, a mode for fake
+    scheme: str  # "gguf", "hf", "openai" or "fake"
+    target: str  # a file path (gguf), a model id or folder (hf), URL#MODEL (openai), a mode (fake)
 
     @property
     def path(self) -> Path | None:
@@ -52,13 +53,21 @@ def parse_model_spec(spec: str) -> ModelRef:
     spec = spec.strip()
     if spec == "embedded":
         return ModelRef(spec, "gguf", str(embedded_model_path()))
-    if spec.lower().endswith(".gguf") and not spec.startswith(("gguf:", "fake:")):
+    if spec.lower().endswith(".gguf") and not spec.startswith(("gguf:", "fake:", "hf:", "openai:")):
         return ModelRef(spec, "gguf", spec)
     scheme, sep, rest = spec.partition(":")
     if sep and scheme == "gguf":
         return ModelRef(spec, "gguf", os.path.expanduser(rest))
     if scheme == "fake":
         return ModelRef(spec, "fake", rest or "mixed")
+    if sep and scheme == "hf" and rest.strip():
+        return ModelRef(spec, "hf", rest.strip())
+    if sep and scheme == "openai":
+        url, hash_, model = rest.partition("#")
+        if not url.startswith(("http://", "https://")) or not hash_ or not model.strip():
+            raise SaferlabError(f"cannot read {spec!r}: write openai:BASE_URL#MODEL, e.g. "
+                                "openai:http://127.0.0.1:8000/v1#my-model", EXIT_USAGE)
+        return ModelRef(spec, "openai", rest.strip())
     if sep and len(scheme) > 1:
         raise SaferlabError(
             f"unknown model scheme {scheme + ':'!r} in {spec!r}; known: {', '.join(KNOWN_SPECS)}",

@@ -27,6 +27,9 @@ class SessionSpec:
     modifiers: tuple[str, ...] = ()
     attacker: str | None = None  # the attacker model of iterative attacks; None: the target
     judge_model: str | None = None  # the model that model judges (llm-judge, ...) ask
+    # LoRA adapters of the target: PEFT folders (hf:), GGUF LoRA files (GGUF models) or
+    # served model names (openai:). Each adds runs with that adapter beside the base model.
+    adapters: tuple[str, ...] = ()
     limit: int | None = None
     seed: int = 0
     params: DecodingParams = DecodingParams()
@@ -48,12 +51,13 @@ class RunSpec:
     modifiers: tuple[str, ...] = ()
     attacker: str | None = None
     judge_model: str | None = None
+    adapter: str | None = None  # the adapter active in this run; None: the base model
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "model": self.model, "reasoning": self.reasoning, "attack": self.attack,
             "modifiers": list(self.modifiers), "attacker": self.attacker,
-            "judge_model": self.judge_model,
+            "judge_model": self.judge_model, "adapter": self.adapter,
             "suites": list(self.suites), "limit": self.limit, "seed": self.seed,
             "decoding": self.params.to_dict(), "judges": list(self.judges),
         }
@@ -65,7 +69,7 @@ class RunSpec:
                    params=DecodingParams.from_dict(d.get("decoding", {})),
                    judges=tuple(d.get("judges", DEFAULT_JUDGES)),
                    modifiers=tuple(d.get("modifiers", ())), attacker=d.get("attacker"),
-                   judge_model=d.get("judge_model"))
+                   judge_model=d.get("judge_model"), adapter=d.get("adapter"))
 
     def recipe(self) -> Recipe:
         return Recipe.from_names(self.reasoning, self.modifiers, self.attack)
@@ -128,19 +132,50 @@ def plan_session(spec: SessionSpec) -> list[RunPlan]:
         items += sample(load_suite(suite, spec.seed), spec.limit, spec.seed)
     if not items:
         raise SaferlabError("the chosen suites hold no items", EXIT_USAGE)
+    adapters = describe_adapters(spec.model, spec.adapters)
     plans = []
-    for recipe in recipes:
+    for recipe, adapter in itertools.product(recipes, [None, *adapters]):
         run_spec = RunSpec(model=spec.model, reasoning=recipe.reasoning.label,
                            attack=recipe.attack.label, suites=suites, limit=spec.limit,
                            seed=spec.seed, params=spec.params,
                            judges=tuple(dict.fromkeys(spec.judges)),
                            modifiers=tuple(m.name for m in recipe.modifiers),
                            attacker=spec.attacker if recipe.protocol == "iterative" else None,
-                           judge_model=spec.judge_model)
+                           judge_model=spec.judge_model, adapter=adapter)
         planned = [PlannedItem(item, recipe.messages(item)) for item in items]
         extra: dict[str, Any] = {"prompt_files": prompt_file_hashes(recipe, suites, spec.judges),
                                  "protocol": recipe.protocol}
+        if adapters:
+            extra["adapters"] = adapters
         if (coverage := recipe.attack.coverage(items)) is not None:
             extra["attack_coverage"] = coverage
         plans.append(RunPlan(run_spec, planned, extra_config=extra, recipe=recipe))
     return plans
+
+
+def describe_adapters(model: str, adapters: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """Adapters by name with their path, base model and digest, checked before any model
+    loads. The backend of ``model`` decides what an adapter is."""
+    if not adapters:
+        return {}
+    from .adapters import check_gguf_lora, check_peft_adapter
+    from .models import parse_model_spec
+
+    scheme = parse_model_spec(model).scheme
+    out: dict[str, dict[str, Any]] = {}
+    for text in dict.fromkeys(adapters):
+        if scheme == "openai":
+            # vLLM serves each LoRA adapter under a model name of its own.
+            info = {"name": text, "path": None, "base_model": model, "sha256": None,
+                    "kind": "served"}
+        elif scheme == "hf":
+            info = check_peft_adapter(text) | {"kind": "peft"}
+        elif scheme == "gguf":
+            info = check_gguf_lora(text) | {"kind": "gguf-lora"}
+        else:
+            raise SaferlabError(f"{model} takes no adapters", EXIT_USAGE)
+        if info["name"] in out:
+            raise SaferlabError(f"two adapters are named {info['name']!r}; rename a folder",
+                                EXIT_USAGE)
+        out[info["name"]] = info
+    return out

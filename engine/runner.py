@@ -145,29 +145,31 @@ class Runner:
             key = by_id[request_id].item.key if request_id in by_id else current["key"]
             self.emit(TokenGenerated(run_id, key, text))
 
-        params = plan.spec.params
+        params, adapter = plan.spec.params, plan.spec.adapter
         if recipe.protocol == "single":
             # Greedy decoding is deterministic: a conversation already answered in this session
             # (a math item under each attack, which never touches it) is not decoded again.
             memo = self._memo if params.temperature == 0 else {}
             todo = []
             for p in pending:
-                if (p.messages, params) in memo:
-                    result = replace(memo[(p.messages, params)], request_id=p.item.id)
+                if (p.messages, params, adapter) in memo:
+                    result = replace(memo[(p.messages, params, adapter)], request_id=p.item.id)
                     yield p, ItemOutcome(result, p.messages)
                 else:
                     todo.append(p)
-            requests = [GenerationRequest(p.item.id, p.messages, params) for p in todo]
+            requests = [GenerationRequest(p.item.id, p.messages, params, adapter=adapter)
+                        for p in todo]
             for result in self.backend.generate(requests, self.cancel, on_token):
                 planned = by_id[result.request_id]
                 if result.error is None and result.finish_reason != FINISH_CANCELLED:
-                    memo[(planned.messages, params)] = result
+                    memo[(planned.messages, params, adapter)] = result
                 yield planned, ItemOutcome(result, planned.messages)
             return
 
         def talk(actor: str, messages: tuple[Message, ...], p: DecodingParams) -> GenerationResult:
             backend = self.attacker if actor == ATTACKER else self.backend
-            request = GenerationRequest(f"{actor}:{current['key']}", messages, p)
+            request = GenerationRequest(f"{actor}:{current['key']}", messages, p,
+                                        adapter=None if actor == ATTACKER else adapter)
             for result in backend.generate([request], self.cancel, on_token):
                 return result
             return GenerationResult(request.id, finish_reason=FINISH_CANCELLED)

@@ -51,8 +51,13 @@ def run(
     judge: List[str] = typer.Option([], "--judge", "-j", help="Judges, the first of each meter primary (default: refusal-heuristic, refusal-keywords, answer-match, pii-leak)."),
     judge_model: Optional[str] = typer.Option(None, "--judge-model", help="Model for llm-judge, strongreject and llama-guard."),
     resume: Optional[str] = typer.Option(None, "--resume", help="Finish a run (7), a session (s3) or 'last', with its stored settings."),
+    adapter: List[str] = typer.Option([], "--adapter", help="LoRA adapter (PEFT folder for hf:, GGUF LoRA for GGUF models, served name for openai:); adds a run per adapter beside the base."),
     ctx: int = typer.Option(4096, "--ctx", min=256, help="Context length for GGUF models."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads (default: all)."),
+    device: Optional[str] = typer.Option(None, "--device", help="hf: cuda, mps or cpu (default: the best there is)."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="hf: requests decoded together."),
+    concurrency: int = typer.Option(4, "--concurrency", min=1, help="openai: requests in flight."),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="hf: run the model repository's own code."),
     db: Optional[Path] = DbOption,
     no_log: bool = typer.Option(False, "--no-log", help="Keep nothing in the database."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the items and exact messages; load no model."),
@@ -70,7 +75,7 @@ def run(
         spec = SessionSpec(
             model=model, reasoning=tuple(reasoning), attacks=tuple(attack), suites=tuple(suite),
             modifiers=tuple(modifier), attacker=attacker_model, judge_model=judge_model,
-            limit=limit, seed=seed, judges=tuple(judge) or DEFAULT_JUDGES,
+            adapters=tuple(adapter), limit=limit, seed=seed, judges=tuple(judge) or DEFAULT_JUDGES,
             params=DecodingParams(max_tokens=max_tokens, temperature=temperature, seed=seed))
         plans = Lab().plan(spec)
         if dry_run:
@@ -87,7 +92,9 @@ def run(
             _print_runs(store, [], session_id, as_json)
             return
 
-    outcome = execute(store, plans, session_id, {"n_ctx": ctx, "n_threads": threads})
+    options = {"n_ctx": ctx, "n_threads": threads, "device": device, "batch_size": batch_size,
+               "concurrency": concurrency, "trust_remote_code": trust_remote_code}
+    outcome = execute(store, plans, session_id, options)
     _print_runs(store, outcome.runs, outcome.session_id, as_json)
     if outcome.status == "cancelled":
         typer.echo(f"cancelled; finish it with: saferlab run --resume s{outcome.session_id}",
@@ -201,18 +208,56 @@ def runs(
         render.runs_table(render.console(), rows)
 
 
+adapters_app = typer.Typer(help="LoRA adapters the lab knows.", invoke_without_command=True)
+app.add_typer(adapters_app, name="adapters")
+
+
+@adapters_app.callback(invoke_without_command=True)
+@handles_errors
+def adapters_list(ctx: typer.Context, db: Optional[Path] = DbOption,
+                  as_json: bool = typer.Option(False, "--json")) -> None:
+    """Registered adapters with their base model and hash (runs register theirs)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    rows = list(open_store(db).query(
+        "SELECT name, kind, path, base_model, sha256, registered_utc, last_used_utc "
+        "FROM adapters ORDER BY name"))
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+    else:
+        render.adapters_table(render.console(), rows)
+
+
+@adapters_app.command("add")
+@handles_errors
+def adapters_add(paths: List[Path] = typer.Argument(..., help="PEFT LoRA folders or GGUF LoRA files."),
+                 db: Optional[Path] = DbOption) -> None:
+    """Register adapters, checked (safetensors PEFT LoRA or GGUF LoRA) and hashed."""
+    from saferlab.engine.adapters import describe_adapter
+
+    store = open_store(db)
+    for path in paths:
+        info = describe_adapter(str(path))
+        store.register_adapter(info)
+        typer.echo(f"{info['name']}\t{info['kind']}\t{info['sha256'][:12]}\t{info['path']}")
+
+
 @app.command()
 @handles_errors
 def bench(
-    model: str = typer.Option("embedded", "--model", "-m"),
+    model: List[str] = typer.Option(["embedded"], "--model", "-m", help="Model; repeat to compare backends."),
     items: int = typer.Option(20, "--items", min=1, help="Harmful requests to decode."),
     max_tokens: int = typer.Option(64, "--max-tokens", min=1),
     threads: Optional[int] = typer.Option(None, "--threads", min=1),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="hf: requests decoded together."),
+    concurrency: int = typer.Option(4, "--concurrency", min=1, help="openai: requests in flight."),
 ) -> None:
-    """Decode speed of saferlab's runner beside plain llama-cpp-python on the same prompts."""
-    from saferlab.engine.bench import bench_llama_cpp
+    """Decode speed through saferlab's runner on the same prompts for each model, beside plain
+    llama-cpp-python for GGUF models."""
+    from saferlab.engine.bench import bench as run_bench
 
-    for line in bench_llama_cpp(model, items, max_tokens, threads, progress=_stderr_line):
+    options = {"batch_size": batch_size, "concurrency": concurrency}
+    for line in run_bench(model, items, max_tokens, threads, _stderr_line, options):
         typer.echo(line)
 
 

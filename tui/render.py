@@ -130,3 +130,14 @@ def dry_run(plans: list[Any], as_json: bool) -> None:
                 print(f"[{m['role']}]")
                 print(m["content"])
         print()
+
+
+def adapters_table(console: Console, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        console.print(Text("no adapters yet: saferlab adapters add PATH, or run with --adapter PATH"))
+        return
+    table = table_of(None, "name", "kind", "base model", "sha256", "path")
+    for r in rows:
+        table.add_row(Text(r["name"]), Text(r["kind"]), Text(r["base_model"] or "-"),
+                      Text((r["sha256"] or "-")[:12]), Text(r["path"]))
+    console.print(table)

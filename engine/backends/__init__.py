@@ -12,11 +12,14 @@ from .base import Backend, OnToken
 
 BACKENDS: dict[str, str] = {
     "gguf": "llama_cpp:LlamaCppBackend",
+    "hf": "hf:HfBackend",
+    "openai": "openai:OpenAIBackend",
     "fake": "fake:FakeBackend",
 }
 
 INSTALL_HINT: dict[str, str] = {
     "gguf": "pip install llama-cpp-python (see README for the build flags)",
+    "hf": "install saferlab[hf] for Hugging Face models (pip install 'saferlab[hf]')",
 }
 
 

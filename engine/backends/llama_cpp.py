@@ -9,6 +9,7 @@ One generation at a time per model.
 from __future__ import annotations
 
 import codecs
+import ctypes
 import os
 import threading
 import time
@@ -44,7 +45,8 @@ def default_threads() -> int:
 
 class LlamaCppBackend:
     def __init__(self, ref: ModelRef, n_ctx: int = DEFAULT_CTX, n_threads: int | None = None,
-                 n_gpu_layers: int | None = None, **_: Any) -> None:
+                 n_gpu_layers: int | None = None, adapters: Sequence[str] = (),
+                 **_: Any) -> None:
         self.spec = ref.spec
         self.path = str(ref.path)
         if n_gpu_layers is None:
@@ -60,6 +62,11 @@ class LlamaCppBackend:
         self._lock = threading.Lock()
         self._grammars: dict[str, llama_cpp.LlamaGrammar] = {}
         self._setup_template()
+        self._loras: dict[str, Any] = {}  # adapter name -> llama.cpp LoRA handle
+        self._lora_paths: dict[str, str] = {}
+        self._active: str | None = None
+        for path in adapters:
+            self._load_lora(path)
         vocab = getattr(getattr(self.llm, "_model", None), "vocab", None)
         if vocab is not None and hasattr(llama_cpp, "llama_vocab_is_eog"):
             self._is_eog = lambda token: bool(llama_cpp.llama_vocab_is_eog(vocab, token))
@@ -92,6 +99,7 @@ class LlamaCppBackend:
             "architecture": meta.get("general.architecture"),
             "name": meta.get("general.name"),
             "file_type": meta.get("general.file_type"),
+            "adapters": dict(self._lora_paths),
         }
 
     def render(self, messages: Sequence[Message]) -> str:
@@ -123,7 +131,12 @@ class LlamaCppBackend:
     def _one(self, request: GenerationRequest, cancel: threading.Event | None,
              on_token: OnToken | None) -> GenerationResult:
         started = time.perf_counter()
+        if request.adapter is not None and request.adapter not in self._loras:
+            known = ", ".join(sorted(self._loras)) or "none loaded"
+            return GenerationResult(request.id, finish_reason=FINISH_ERROR,
+                                    error=f"unknown adapter {request.adapter!r} ({known})")
         try:
+            self._use_adapter(request.adapter)
             prompt = self.render(request.messages)
             tokens = self.llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
         except Exception as exc:  # a template or tokenizer failure is this item's, not the run's
@@ -173,6 +186,34 @@ class LlamaCppBackend:
             completion_tokens=len(out), ttft_ms=ttft_ms,
             duration_ms=(time.perf_counter() - started) * 1000, finish_reason=finish)
 
+    def _load_lora(self, path: str) -> None:
+        from ..adapters import check_gguf_lora
+
+        name = check_gguf_lora(path)["name"]
+        handle = llama_cpp.llama_adapter_lora_init(self.llm._model.model, path.encode("utf-8"))
+        if not handle:
+            self.close()
+            raise SaferlabError(f"llama.cpp could not load the LoRA adapter {path}: is it a "
+                                "GGUF LoRA made for this model?", EXIT_MODEL)
+        self._loras[name] = handle
+        self._lora_paths[name] = path
+
+    def _use_adapter(self, name: str | None) -> None:
+        """Switch the active LoRA adapter on the resident model (None: the base)."""
+        if name == self._active:
+            return
+        ctx = self.llm._ctx.ctx
+        if name is None:
+            status = llama_cpp.llama_set_adapters_lora(ctx, None, 0, None)
+        else:
+            handles = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(self._loras[name])
+            scales = (ctypes.c_float * 1)(1.0)
+            status = llama_cpp.llama_set_adapters_lora(ctx, handles, 1, scales)
+        if status:
+            raise RuntimeError(f"llama.cpp could not switch to adapter {name!r}")
+        self._active = name
+        self.llm.reset()  # the cached prompt was computed with other weights
+
     def _reuse_prefix(self, tokens: list[int]) -> list[int]:
         """Keep the cached prompt prefix this prompt shares, cut to a whole number of CHUNK
         blocks, and return the tokens still to evaluate.
@@ -212,5 +253,11 @@ class LlamaCppBackend:
 
     def close(self) -> None:
         llm, self.llm = self.llm, None
-        if llm is not None:
-            llm.close()
+        if llm is None:
+            return
+        if self._active is not None:
+            llama_cpp.llama_set_adapters_lora(llm._ctx.ctx, None, 0, None)
+        for handle in self._loras.values():  # before the model they belong to
+            llama_cpp.llama_adapter_lora_free(handle)
+        self._loras.clear()
+        llm.close()

@@ -37,7 +37,8 @@ def strict_number(text: str) -> Decimal | None:
 
 
 def _show(value: Decimal | None) -> str | None:
-    return None if value is None else str(value.normalize())
+    # "f" keeps 60 as "60"; plain normalize() would print "6E+1".
+    return None if value is None else f"{value.normalize():f}"
 
 
 class AnswerMatch:

@@ -60,6 +60,13 @@ def test_answer_match(text, label):
     assert v.passed is (label == "correct")
 
 
+def test_answer_match_stores_strict_and_flexible_plainly():
+    item = Item(key="math/y", suite="math", kind="math", prompt="?", answer="60")
+    v = make_judge("answer-match").judge(item, "So 30 x 2 = 60. The answer is 60. Check: 6 people.")
+    assert v.label == "wrong"  # flexible: the last number, 6
+    assert v.detail == {"expected": "60", "flexible": "6", "strict": "60", "strict_correct": True}
+
+
 @pytest.mark.parametrize("text,leaked", [
     ("Their address is ana.lee42@example.org.", True),
     ("It is Ana.Lee42 @ example.org", True),  # whitespace ignored

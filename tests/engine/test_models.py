@@ -24,18 +24,23 @@ def test_embedded_model_is_found_without_importing_its_package():
     ("relative/c.gguf", "gguf", "relative/c.gguf"),
     ("fake", "fake", "mixed"),
     ("fake:refuse", "fake", "refuse"),
+    ("hf:HuggingFaceTB/SmolLM2-135M-Instruct", "hf", "HuggingFaceTB/SmolLM2-135M-Instruct"),
+    ("hf:/models/smol#model.gguf", "hf", "/models/smol#model.gguf"),
+    ("openai:http://127.0.0.1:8000/v1#smol", "openai", "http://127.0.0.1:8000/v1#smol"),
 ])
 def test_parse_model_spec(spec, scheme, target):
     ref = parse_model_spec(spec)
     assert (ref.scheme, ref.target) == (scheme, target)
 
 
-@pytest.mark.parametrize("spec", ["hf:org/model", "ollama:llama3", "model.bin"])
+@pytest.mark.parametrize("spec", ["ollama:llama3", "model.bin", "openai:localhost#x",
+                                  "openai:http://127.0.0.1:8000/v1"])
 def test_unknown_specs_list_the_known_ones(spec):
     with pytest.raises(SaferlabError) as err:
         parse_model_spec(spec)
     assert err.value.exit_code == EXIT_USAGE
-    assert "embedded" in str(err.value) and "gguf:PATH" in str(err.value)
+    assert ("embedded" in str(err.value) and "gguf:PATH" in str(err.value)) or (
+        "openai:BASE_URL#MODEL" in str(err.value))
 
 
 def test_bad_model_files(tmp_path):

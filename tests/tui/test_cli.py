@@ -75,7 +75,7 @@ def test_no_log_leaves_no_database(saferlab_home):
     (["--reasoning", "nope"], 2, "unknown reasoning prompt 'nope'"),
     (["--suite", "nope"], 2, "unknown suite 'nope'"),
     (["--judge", "nope"], 2, "unknown judge 'nope'"),
-    (["--model", "hf:x/y"], 2, "unknown model scheme 'hf:'"),
+    (["--model", "vllm:x/y"], 2, "unknown model scheme 'vllm:'"),
     (["--model", "/nowhere/m.gguf"], 3, "model file not found: /nowhere/m.gguf"),
     (["--resume", "last"], 2, "nothing to resume"),
 ])
