@@ -38,7 +38,7 @@ def root(ctx: typer.Context) -> None:
 @app.command()
 @handles_errors
 def run(
-    model: str = typer.Option("embedded", "--model", "-m", help="embedded, gguf:PATH, PATH.gguf or fake:MODE."),
+    model: str = typer.Option("embedded", "--model", "-m", help="embedded, gguf:PATH, PATH.gguf, hf:MODEL_OR_DIR[#FILE.gguf], openai:BASE_URL#MODEL or fake:MODE."),
     reasoning: List[str] = typer.Option(["direct"], "--reasoning", "-r", help="Reasoning prompt; repeat for several runs."),
     attack: List[str] = typer.Option(["none"], "--attack", "-a", help="Attack; repeat for several runs."),
     suite: List[str] = typer.Option(["harmful"], "--suite", "-s", help="Suite or LOADER:PATH; repeat to combine."),
