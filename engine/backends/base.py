@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable, Iterator, Protocol, Sequence
 
-from ..types import FINISH_CANCELLED, GenerationRequest, GenerationResult
+from ..types import FINISH_CANCELLED, GenerationRequest, GenerationResult, Message
 
 # Called with (request id, text piece) as tokens arrive; used for live transcripts.
 OnToken = Callable[[str, str], None]
@@ -48,3 +48,27 @@ def one_at_a_time(
         yield result
         if result.finish_reason == FINISH_CANCELLED:
             return
+
+
+# Used only when a model carries no chat template; backends record it in info().
+CHATML = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{{ message['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def render_chat(messages: Sequence[Message],
+                apply: Callable[[list[dict[str, str]]], str]) -> str:
+    """A conversation through a chat template. Some templates (Gemma's, for one) refuse a
+    system role: then it is folded into the first user turn, as their model cards advise."""
+    chat = [m.to_dict() for m in messages]
+    try:
+        return apply(chat)
+    except Exception:
+        if not chat or chat[0]["role"] != "system":
+            raise
+        system, rest = chat[0]["content"], chat[1:]
+        if rest and rest[0]["role"] == "user":
+            rest[0] = {"role": "user", "content": f"{system}\n\n{rest[0]['content']}"}
+        return apply(rest)

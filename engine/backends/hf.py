@@ -31,15 +31,7 @@ from ..errors import EXIT_MODEL, EXIT_USAGE, SaferlabError
 from ..models import ModelRef, check_gguf
 from ..types import (FINISH_CANCELLED, FINISH_ERROR, FINISH_LENGTH, FINISH_STOP,
                      DecodingParams, GenerationRequest, GenerationResult, Message)
-from .base import OnToken
-
-# Used only when a tokenizer carries no chat template; recorded in info(). The same text as
-# the llama.cpp backend's, kept here so that choosing hf never imports llama_cpp.
-CHATML = (
-    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
-    "{{ message['content'] }}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
+from .base import CHATML, OnToken, render_chat
 
 # Turn ends of common chat formats. A model stops at any of them that its vocabulary has, as
 # llama.cpp's end-of-generation set does, even when its config names a single EOS.
@@ -281,18 +273,7 @@ class HfBackend:
         }
 
     def render(self, messages: Sequence[Message]) -> str:
-        chat = [m.to_dict() for m in messages]
-        try:
-            return self._apply_template(chat)
-        except Exception:
-            # Some templates (Gemma's, for one) refuse a system role; fold it into the first
-            # user turn, as the llama.cpp backend does.
-            if not chat or chat[0]["role"] != "system":
-                raise
-            system, rest = chat[0]["content"], chat[1:]
-            if rest and rest[0]["role"] == "user":
-                rest[0] = {"role": "user", "content": f"{system}\n\n{rest[0]['content']}"}
-            return self._apply_template(rest)
+        return render_chat(messages, self._apply_template)
 
     def _apply_template(self, chat: list[dict[str, str]]) -> str:
         return self.tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)

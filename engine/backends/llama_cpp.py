@@ -22,14 +22,7 @@ from ..errors import EXIT_MODEL, SaferlabError
 from ..models import ModelRef
 from ..types import (FINISH_CANCELLED, FINISH_ERROR, FINISH_LENGTH, FINISH_STOP,
                      GenerationRequest, GenerationResult, Message)
-from .base import OnToken, one_at_a_time
-
-# Used only when a GGUF carries no chat template; recorded in info() so nobody is misled.
-CHATML = (
-    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
-    "{{ message['content'] }}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
+from .base import CHATML, OnToken, one_at_a_time, render_chat
 
 DEFAULT_CTX = 4096
 CHUNK = 64  # prompt evaluation block; see _reuse_prefix
@@ -103,18 +96,7 @@ class LlamaCppBackend:
         }
 
     def render(self, messages: Sequence[Message]) -> str:
-        chat = [m.to_dict() for m in messages]
-        try:
-            return self.formatter(messages=chat).prompt
-        except ValueError:
-            # Some templates (Gemma's, for one) refuse a system role; fold it into the first
-            # user turn, which is what their model cards advise.
-            if not chat or chat[0]["role"] != "system":
-                raise
-            system, rest = chat[0]["content"], chat[1:]
-            if rest and rest[0]["role"] == "user":
-                rest[0] = {"role": "user", "content": f"{system}\n\n{rest[0]['content']}"}
-            return self.formatter(messages=rest).prompt
+        return render_chat(messages, lambda chat: self.formatter(messages=chat).prompt)
 
     def generate(
         self,
