@@ -16,11 +16,13 @@ SAFERLAB = [sys.executable, "-m", "saferlab.tui.cli"]
 
 
 def counts(db):
+    """Per run: generations, generations without error, generations with a verdict."""
     with sqlite3.connect(db) as conn:
         return conn.execute(
             "SELECT r.id, COUNT(g.id), SUM(g.error IS NULL), "
-            "(SELECT COUNT(*) FROM verdicts v JOIN generations g2 ON g2.id = v.generation_id "
-            " WHERE g2.run_id = r.id) FROM runs r LEFT JOIN generations g ON g.run_id = r.id "
+            "(SELECT COUNT(DISTINCT v.generation_id) FROM verdicts v JOIN generations g2 "
+            " ON g2.id = v.generation_id WHERE g2.run_id = r.id) "
+            "FROM runs r LEFT JOIN generations g ON g.run_id = r.id "
             "GROUP BY r.id ORDER BY r.id").fetchall()
 
 
