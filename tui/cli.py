@@ -3,7 +3,6 @@ terminal, and it is the only place that turns a SaferlabError into stderr and an
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
 from pathlib import Path
@@ -15,7 +14,7 @@ from rich.console import Console
 from saferlab.engine.errors import EXIT_CANCELLED, EXIT_USAGE, SaferlabError
 
 from . import render
-from .common import DbOption, handles_errors, open_store
+from .common import DbOption, handles_errors, open_store, output
 
 app = typer.Typer(
     name="saferlab", add_completion=False,
@@ -150,10 +149,8 @@ def _run_in_thread(work: Callable[[], Any], cancel: threading.Event, err: Consol
 
 def _print_runs(store, runs: list, session_id: int, as_json: bool) -> None:
     rows = [render.run_row(r, session_id) for r in runs]
-    if as_json:
-        typer.echo(json.dumps(rows, indent=2))
-    else:
-        render.meters_table(render.console(), rows, title=f"session s{session_id}")
+    output(rows, as_json,
+           lambda console, d: render.meters_table(console, d, title=f"session s{session_id}"))
 
 
 @app.command()
@@ -172,10 +169,7 @@ def models(as_json: bool = typer.Option(False, "--json")) -> None:
     for p in discover_gguf():
         rows.append({"spec": f"gguf:{p}", "name": p.stem, "path": str(p),
                      "size_bytes": p.stat().st_size})
-    if as_json:
-        typer.echo(json.dumps(rows, indent=2))
-    else:
-        render.models_table(render.console(), rows)
+    output(rows, as_json, render.models_table)
 
 
 @app.command()
@@ -185,10 +179,7 @@ def prompts(as_json: bool = typer.Option(False, "--json")) -> None:
     from saferlab.engine.catalog import catalog
 
     data = catalog()
-    if as_json:
-        typer.echo(json.dumps(data, indent=2))
-    else:
-        render.catalog_tables(render.console(), data)
+    output(data, as_json, render.catalog_tables)
 
 
 @app.command()
@@ -202,10 +193,7 @@ def runs(
     from saferlab.db import list_runs
 
     rows = list_runs(open_store(db), limit)
-    if as_json:
-        typer.echo(json.dumps(rows, indent=2))
-    else:
-        render.runs_table(render.console(), rows)
+    output(rows, as_json, render.runs_table)
 
 
 adapters_app = typer.Typer(help="LoRA adapters the lab knows.", invoke_without_command=True)
@@ -222,10 +210,7 @@ def adapters_list(ctx: typer.Context, db: Optional[Path] = DbOption,
     rows = list(open_store(db).query(
         "SELECT name, kind, path, base_model, sha256, registered_utc, last_used_utc "
         "FROM adapters ORDER BY name"))
-    if as_json:
-        typer.echo(json.dumps(rows, indent=2))
-    else:
-        render.adapters_table(render.console(), rows)
+    output(rows, as_json, render.adapters_table)
 
 
 @adapters_app.command("add")

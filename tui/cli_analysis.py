@@ -11,9 +11,8 @@ import typer
 
 from saferlab.engine.errors import EXIT_USAGE, SaferlabError
 
-from . import render
 from . import render_analysis as show
-from .common import DbOption, JsonOption, handles_errors, open_store
+from .common import DbOption, JsonOption, handles_errors, open_store, output
 
 experiment_app = typer.Typer(no_args_is_help=True, help="The paper's experiments, one command each.")
 
@@ -102,10 +101,7 @@ def report(run_id: int = typer.Argument(...), db: Optional[Path] = DbOption,
         "agreement": [a.to_dict() for a in agreement(judge_decisions(store, run_id))],
         "split": split_findings(store, run_id),
     }
-    if as_json:
-        typer.echo(json.dumps(data, indent=2))
-    else:
-        show.report(render.console(), data)
+    output(data, as_json, show.report)
 
 
 @handles_errors
@@ -122,10 +118,7 @@ def compare(run_a: int = typer.Argument(...), run_b: int = typer.Argument(...),
     data = {"a": {"id": run_a, "config": runs[0]["config"]},
             "b": {"id": run_b, "config": runs[1]["config"]},
             "meters": [r.to_dict() for r in rows]}
-    if as_json:
-        typer.echo(json.dumps(data, indent=2))
-    else:
-        show.comparison(render.console(), data)
+    output(data, as_json, show.comparison)
 
 
 @handles_errors
@@ -141,10 +134,7 @@ def tradeoff(session: Optional[str] = typer.Argument(None, help="s3, 3 or last (
     session_id, runs = session_runs(store, session or "last")
     data = analyse([(r["id"], show.run_label(r), run_outcomes(store, r["id"])) for r in runs])
     data["session_id"] = session_id
-    if as_json:
-        typer.echo(json.dumps(data, indent=2))
-    else:
-        show.tradeoff(render.console(), data)
+    output(data, as_json, show.tradeoff)
 
 
 @experiment_app.command("prompting")

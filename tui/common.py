@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -31,3 +32,13 @@ def open_store(db: Optional[Path]):
     from saferlab.db import Store, default_db_path
 
     return Store(db or default_db_path())
+
+
+def output(data: Any, as_json: bool, draw: Callable[[Any, Any], None]) -> None:
+    """``data`` as indented JSON on stdout, or drawn as tables by ``draw(console, data)``."""
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+    else:
+        from .render import console
+
+        draw(console(), data)
