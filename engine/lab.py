@@ -9,6 +9,8 @@ from typing import Any, Sequence
 from .backends import Backend, load_backend
 from .errors import EXIT_MODEL, SaferlabError
 from .events import Emit, ignore
+from .environment import environment
+from .gguf_meta import gguf_summary
 from .models import HashCache, file_sha256, parse_model_spec
 from .plan import RunPlan, SessionSpec, plan_session
 from .recorder import NullRecorder, Recorder
@@ -50,6 +52,7 @@ class Lab:
         if ref.path is not None:
             config["model_path"] = str(ref.path.resolve())
             config["model_sha256"] = file_sha256(ref.path, self.hash_cache)
+            config["gguf"] = gguf_summary(ref.path)
         return backend, config
 
     def run(self, plans: Sequence[RunPlan], cancel: threading.Event | None = None,
@@ -66,7 +69,8 @@ class Lab:
         else:
             model_config = {"backend": backend.info()}
         model_config |= {"saferlab_version": saferlab_version(),
-                         "llama_cpp_version": package_version("llama-cpp-python")}
+                         "llama_cpp_version": package_version("llama-cpp-python"),
+                         "environment": environment()}
         for plan in plans:
             stored = plan.extra_config.get("model_sha256")
             if plan.run_id is not None and stored and stored != model_config.get("model_sha256"):

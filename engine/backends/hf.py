@@ -258,6 +258,8 @@ class HfBackend:
             "model": self.source,
             "path": self.source if self.is_local else None,
             "gguf_file": self.gguf_file,
+            # The hub commit the weights came from (None for a local folder).
+            "revision": getattr(self.config, "_commit_hash", None),
             "architecture": getattr(self.config, "model_type", None),
             "device": str(self.device),
             "dtype": str(self.dtype).removeprefix("torch."),
