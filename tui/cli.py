@@ -236,9 +236,16 @@ def bench(
     threads: Optional[int] = typer.Option(None, "--threads", min=1),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="hf: requests decoded together."),
     concurrency: int = typer.Option(4, "--concurrency", min=1, help="openai: requests in flight."),
+    export: Optional[int] = typer.Option(None, "--export", min=1, help="Instead: time and peak memory of exporting this many generations (fake backend) to each format."),
 ) -> None:
     """Decode speed through saferlab's runner on the same prompts for each model, beside plain
-    llama-cpp-python for GGUF models."""
+    llama-cpp-python for GGUF models; or, with --export N, export speed and memory."""
+    if export is not None:
+        from .bench_export import bench_export
+
+        for line in bench_export(export, _stderr_line):
+            typer.echo(line)
+        return
     from saferlab.engine.bench import bench as run_bench
 
     options = {"batch_size": batch_size, "concurrency": concurrency}
@@ -260,12 +267,14 @@ def db_path(db: Optional[Path] = DbOption) -> None:
 
 
 def _register() -> None:
-    from . import cli_analysis
+    from . import cli_analysis, cli_exchange
 
     for command in (cli_analysis.judge, cli_analysis.label, cli_analysis.report,
                     cli_analysis.compare, cli_analysis.tradeoff):
         app.command()(command)
     app.add_typer(cli_analysis.experiment_app, name="experiment")
+    app.command("export")(cli_exchange.export)
+    app.command("import")(cli_exchange.import_)
 
 
 _register()

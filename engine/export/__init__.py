@@ -1,0 +1,85 @@
+"""Exports: a session's generations as JSONL (with a manifest line; importable), CSV, Markdown
+or one self-contained HTML file. Writers stream: they hold one record at a time."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator, TextIO
+
+FORMATS = ("jsonl", "csv", "md", "html")
+SUFFIXES = {"jsonl": ".jsonl", "csv": ".csv", "md": ".md", "html": ".html"}
+
+# Records of the selection in order; ``per_run`` limits how many come from each run.
+RecordSource = Callable[..., Iterator[dict[str, Any]]]
+
+
+@dataclass
+class ExportData:
+    manifest: dict[str, Any]
+    records: RecordSource
+    # Every (judge, meter, part) that decided something: the verdict columns of flat tables.
+    verdict_columns: list[tuple[str, str, str]] = field(default_factory=list)
+    # Trade-off and paired comparisons (engine.analysis shapes), for Markdown and HTML.
+    analysis: dict[str, Any] = field(default_factory=dict)
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def visible(text: str) -> str:
+    """Control characters (terminal escape sequences among them) shown as \\xNN, so that
+    reading a report never lets model output drive a terminal."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def write(fmt: str, out: TextIO, data: ExportData) -> None:
+    if fmt == "jsonl":
+        from .flat import write_jsonl as writer
+    elif fmt == "csv":
+        from .flat import write_csv as writer
+    elif fmt == "md":
+        from .markdown import write_markdown as writer
+    elif fmt == "html":
+        from .html import write_html as writer
+    else:
+        raise ValueError(f"unknown export format {fmt!r}")
+    writer(out, data)
+
+
+def run_title(run: dict[str, Any]) -> str:
+    """'r7 zero-shot-cot / prefix-injection +safety-system [adapter]' from a manifest run."""
+    c = run["config"]
+    title = f"r{run['id']} {c.get('reasoning')} / {c.get('attack')}"
+    if c.get("modifiers"):
+        title += " +" + "+".join(c["modifiers"])
+    if c.get("adapter"):
+        title += f" [{c['adapter']}]"
+    return title
+
+
+def meter_text(m: dict[str, Any] | None) -> str:
+    if not m or not m.get("n"):
+        return "-"
+    return f"{m['value']:.2f} [{m['low']:.2f}, {m['high']:.2f}] n={m['n']}"
+
+
+def comparison_cells(comparisons: list[dict[str, Any]], list_items: bool = False
+                     ) -> Iterator[tuple[Any, ...]]:
+    """Rows of a comparison table: (run A, run B, meter, A, B, 'B - A [low, high]', p, test,
+    flips), only meters both runs measured. Flips are counted, or listed with ``list_items``."""
+    for c in comparisons:
+        for row in c["meters"]:
+            if row["diff"] is None:
+                continue
+            flips = "; ".join(f"{k}: {', '.join(v) if list_items else len(v)}"
+                              for k, v in row.get("flips", {}).items() if v)
+            p = row["p_value"]
+            yield (c["a"], c["b"], row["meter"], f"{row['a']:.2f}", f"{row['b']:.2f}",
+                   f"{row['diff']:+.2f} [{row['low']:+.2f}, {row['high']:+.2f}]",
+                   "-" if p is None else (f"{p:.3g}" if p >= 0.001 else "<0.001"),
+                   row["test"], flips or "-")
+
+
+def count_records(records: Iterable[dict[str, Any]]) -> int:
+    return sum(1 for r in records if r["record"] == "generation")
