@@ -56,8 +56,10 @@ class Lab:
         return backend, config
 
     def run(self, plans: Sequence[RunPlan], cancel: threading.Event | None = None,
-            session_id: int | None = None, backend: Backend | None = None) -> SessionOutcome:
-        """Run plans that share one model. With ``backend`` given, no model is loaded."""
+            session_id: int | None = None, backend: Backend | None = None,
+            model_config: dict[str, Any] | None = None) -> SessionOutcome:
+        """Run plans that share one model. With ``backend`` given, no model is loaded; pass
+        the ``model_config`` that :meth:`load_model` returned with it to record its digest."""
         models = {p.spec.model for p in plans}
         if len(models) != 1:
             raise SaferlabError(f"one model per session, got {sorted(models)}")
@@ -67,7 +69,7 @@ class Lab:
                         for a in p.extra_config.get("adapters", {}).values()}
             backend, model_config = self.load_model(models.pop(), sorted(adapters))
         else:
-            model_config = {"backend": backend.info()}
+            model_config = dict(model_config or {"backend": backend.info()})
         model_config |= {"saferlab_version": saferlab_version(),
                          "llama_cpp_version": package_version("llama-cpp-python"),
                          "environment": environment()}

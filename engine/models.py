@@ -114,12 +114,40 @@ def file_sha256(path: Path, cache: HashCache | None = None) -> str:
     return sha
 
 
+def hf_hub_cache() -> Path:
+    """The Hugging Face hub cache, as huggingface_hub finds it (without importing it)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    hf_home = os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface"
+    return Path(hf_home).expanduser() / "hub"
+
+
 def gguf_search_dirs() -> list[Path]:
     """Folders where people keep GGUF files, those that exist."""
     home = Path.home()
     candidates = [Path.cwd() / "models", home / "models", home / ".cache" / "llama.cpp",
-                  home / ".cache" / "lm-studio" / "models", home / ".lmstudio" / "models"]
+                  home / ".cache" / "lm-studio" / "models", home / ".lmstudio" / "models",
+                  hf_hub_cache()]
     return [p for p in candidates if p.is_dir()]
+
+
+def discover_hf(limit: int = 200) -> list[tuple[str, Path]]:
+    """Hugging Face models on disk: (spec, folder) for hub-cache snapshots with a config.json
+    and for model folders under ./models and ~/models."""
+    found: list[tuple[str, Path]] = []
+    cache = hf_hub_cache()
+    if cache.is_dir():
+        for repo in sorted(cache.glob("models--*")):
+            snapshots = sorted((repo / "snapshots").glob("*/config.json"),
+                               key=lambda p: p.stat().st_mtime, reverse=True)
+            if snapshots:
+                found.append(("hf:" + repo.name[len("models--"):].replace("--", "/"),
+                              snapshots[0].parent))
+    for root in (Path.cwd() / "models", Path.home() / "models"):
+        if root.is_dir():
+            for config in sorted(root.glob("*/config.json")):
+                found.append((f"hf:{config.parent}", config.parent))
+    return found[:limit]
 
 
 def discover_gguf(max_depth: int = 4, limit: int = 500) -> list[Path]:

@@ -28,10 +28,22 @@ app.add_typer(db_app, name="db")
 
 @app.callback(invoke_without_command=True)
 def root(ctx: typer.Context) -> None:
-    # Bare `saferlab` prints help and succeeds; the Textual app will take this place.
+    # Bare `saferlab` opens the lab on a terminal; piped or scripted, it prints help.
     if ctx.invoked_subcommand is None:
+        if sys.stdin.isatty() and sys.stdout.isatty():
+            tui(db=None)
+            return
         typer.echo(ctx.get_help())
         raise typer.Exit(0)
+
+
+@app.command()
+@handles_errors
+def tui(db: Optional[Path] = DbOption) -> None:
+    """Open the Textual lab: pick a model, fire batches, watch the meters, compare, export."""
+    from .app import run_app
+
+    run_app(db)
 
 
 @app.command()

@@ -3,10 +3,7 @@ an exported JSONL file."""
 
 from __future__ import annotations
 
-import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import List, Optional
 
@@ -39,7 +36,9 @@ def export(
     if output_path is None:
         result = run_export(store, list(targets or []), fmt, sys.stdout, redact)
     else:
-        result = _export_to_file(store, list(targets or []), fmt, output_path, redact, run_export)
+        from .exporting import export_file
+
+        result = export_file(store, list(targets or []), fmt, output_path, redact)
     manifest = result["manifest"]
     counts = manifest["counts"]
     where = str(output_path) if output_path else "stdout"
@@ -51,40 +50,13 @@ def export(
                                    or "nothing matched"), err=True)
 
 
-def _export_to_file(store, targets, fmt, path: Path, redact: bool, run_export) -> dict:
-    """Write beside the target and rename at the end: a failed export leaves no half file
-    and never clobbers a good one."""
-    path = path.expanduser()
-    if not path.parent.is_dir():
-        raise SaferlabError(f"cannot write {path}: folder {path.parent} does not exist",
-                            EXIT_USAGE)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        # A BOM lets spreadsheet programs read a CSV as UTF-8; newline="" keeps csv's CRLF.
-        encoding = "utf-8-sig" if fmt == "csv" else "utf-8"
-        with os.fdopen(fd, "w", encoding=encoding, newline="" if fmt == "csv" else None) as out:
-            result = run_export(store, targets, fmt, out, redact)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes it private; an export is an ordinary file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    if fmt == "csv":  # a CSV has no room for the manifest: it goes beside it
-        side = path.with_name(path.name + ".manifest.json")
-        side.write_text(json.dumps(result["manifest"], indent=1, ensure_ascii=False) + "\n",
-                        encoding="utf-8")
-    return result
-
-
 @handles_errors
 def import_(
     file: Path = typer.Argument(..., exists=False, help="A JSONL file made by saferlab export."),
     db: Optional[Path] = DbOption,
 ) -> None:
     """Load an exported JSONL file into the database (all of it, or nothing on error)."""
-    from saferlab.db.exchange import import_jsonl
+    from saferlab.db.importing import import_jsonl
 
     store = open_store(db)
     result = import_jsonl(store, file)

@@ -47,15 +47,19 @@ def write(fmt: str, out: TextIO, data: ExportData) -> None:
     writer(out, data)
 
 
-def run_title(run: dict[str, Any]) -> str:
-    """'r7 zero-shot-cot / prefix-injection +safety-system [adapter]' from a manifest run."""
-    c = run["config"]
-    title = f"r{run['id']} {c.get('reasoning')} / {c.get('attack')}"
-    if c.get("modifiers"):
-        title += " +" + "+".join(c["modifiers"])
-    if c.get("adapter"):
-        title += f" [{c['adapter']}]"
+def config_title(config: dict[str, Any]) -> str:
+    """'zero-shot-cot / prefix-injection +safety-system [adapter]' from a run configuration."""
+    title = f"{config.get('reasoning')} / {config.get('attack')}"
+    if config.get("modifiers"):
+        title += " +" + "+".join(config["modifiers"])
+    if config.get("adapter"):
+        title += f" [{config['adapter']}]"
     return title
+
+
+def run_title(run: dict[str, Any]) -> str:
+    """'r7 ' and the configuration's title, from a manifest run."""
+    return f"r{run['id']} {config_title(run['config'])}"
 
 
 def meter_text(m: dict[str, Any] | None) -> str:

@@ -11,7 +11,8 @@ from html.parser import HTMLParser
 import pytest
 
 from saferlab.db import Store
-from saferlab.db.exchange import export, import_jsonl, select_runs
+from saferlab.db.exchange import export, select_runs
+from saferlab.db.importing import import_jsonl
 from saferlab.db.outcomes import record_label
 from saferlab.engine import Lab, SessionSpec
 from saferlab.engine.backends.fake import REFUSAL, FakeBackend

@@ -1,0 +1,202 @@
+"""The Textual lab driven by a Pilot against the scripted fake backend."""
+
+import json
+import sqlite3
+
+import pytest
+
+from saferlab.engine.backends.fake import REFUSAL
+from saferlab.tui.settings import load_settings
+
+from .tui_helpers import make_app, run, screen_text, segments, settle
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+HOSTILE = "[bold red]x[/] [link=file:///etc/passwd]y[/link] \x1b[31mz \x1b]0;owned\x07"
+
+
+def configure(screen, reasoning="direct", suites=("harmful", "math"), sample=3,
+              attacks=("none",)):
+    from textual.widgets import Input, Select, SelectionList
+
+    screen.query_one("#reasoning", Select).value = reasoning
+    for widget_id, chosen in (("#suites", suites), ("#attacks", attacks)):
+        widget = screen.query_one(widget_id, SelectionList)
+        widget.deselect_all()
+        for value in chosen:
+            widget.select(value)
+    screen.query_one("#sample", Input).value = str(sample)
+
+
+def test_the_whole_flow(tmp_path):
+    from textual.widgets import DataTable, Input
+
+    app = make_app(tmp_path)
+
+    async def flow():
+        async with app.run_test(size=(150, 50)) as pilot:
+            main = app.screen
+            # Choose a model in the picker: type its spec.
+            await pilot.press("m")
+            await pilot.pause()
+            assert type(app.screen).__name__ == "ModelPicker"
+            app.screen.query_one("#typed", Input).value = "fake:mixed"
+            await pilot.click("#use-typed")
+            await settle(app, pilot)
+            assert app.screen is main and app.settings.model == "fake:mixed"
+            assert "loaded" in str(main.query_one("#model-line").render())
+            # Toggle zero-shot-cot and fire a batch of 6 items.
+            configure(main, reasoning="zero-shot-cot")
+            await pilot.press("f")
+            await settle(app, pilot)
+            gauges = {g.meter_name: g.meter for g in main.query("MeterGauge")}
+            assert gauges["safety"]["n"] == 3 and gauges["reasoning"]["n"] == 3
+            assert gauges["privacy"]["n"] == 0
+            assert "6/6 items" in str(main.query_one("#progress").render())
+            # Compare two configurations on the same items.
+            await pilot.press("c")
+            await pilot.pause()
+            await pilot.press("f")
+            await settle(app, pilot, 0.4)
+            stats = app.screen.query_one("#stats", DataTable)
+            assert stats.row_count >= 2
+            assert app.screen.query_one("#pairs", DataTable).row_count == 6
+            assert "safety ↑" in screen_text(app)
+            await pilot.press("escape")
+            await pilot.pause()
+            # History: the sessions, then an item in full, labelled by one key.
+            await pilot.press("h")
+            await pilot.pause(0.3)
+            history = app.screen
+            assert history.query_one("#sessions", DataTable).row_count == 2
+            history.show_runs(1)
+            history.show_items(1)
+            items = history.query_one("#items", DataTable)
+            assert items.row_count == 6
+            from saferlab.tui.screens.item import ItemScreen
+
+            first_harmful = next(int(k.value) for k in items.rows
+                                 if "harmful" in str(items.get_row(k)[0]))
+            app.push_screen(ItemScreen(first_harmful))
+            await pilot.pause()
+            await pilot.press("u")
+            await pilot.pause()
+            assert "human safety: unsafe" in screen_text(app)
+            await pilot.press("escape")
+            await pilot.pause()
+            await pilot.press("escape")
+            await pilot.pause()
+            # Export the session.
+            await pilot.press("e")
+            await pilot.pause()
+            from textual.widgets import Select
+
+            app.screen.query_one("#format", Select).value = "jsonl"
+            await pilot.pause()  # choosing a format proposes a file name
+            assert app.screen.query_one("#path", Input).value.endswith("saferlab-s2.jsonl")
+            app.screen.query_one("#path", Input).value = str(tmp_path / "s.jsonl")
+            await pilot.click("#go")
+            await settle(app, pilot)
+
+    run(flow())
+    with sqlite3.connect(tmp_path / "lab.db") as conn:
+        runs = conn.execute("SELECT reasoning, attack, status, n_items FROM runs ORDER BY id").fetchall()
+        assert runs[0] == ("zero-shot-cot", "none", "finished", 6)
+        assert len(runs) == 3 and runs[1][0] == "zero-shot-cot" and runs[2][0] == "zero-shot-cot"
+        assert conn.execute("SELECT COUNT(*) FROM generations").fetchone()[0] == 18
+        assert conn.execute("SELECT label FROM labels").fetchall() == [("unsafe",)]
+    lines = (tmp_path / "s.jsonl").read_text().splitlines()
+    assert json.loads(lines[0])["record"] == "manifest" and len(lines) == 1 + 12
+    # The choices are remembered.
+    saved = load_settings(tmp_path / "tui.json")
+    assert saved.model == "fake:mixed" and saved.reasoning == "zero-shot-cot" and saved.sample == 3
+
+
+def test_model_output_is_shown_literally(tmp_path):
+    from textual.widgets import Static
+
+    app = make_app(tmp_path, script=lambda request: HOSTILE)
+
+    async def flow():
+        async with app.run_test(size=(150, 50)) as pilot:
+            app.settings.model = "fake:hostile"
+            configure(app.screen, suites=("harmful",), sample=2)
+            await pilot.press("f")
+            await settle(app, pilot)
+            shown = str(app.screen.query_one("#item-output", Static).render())
+            assert "[bold red]x[/]" in shown
+            assert "[link=file:///etc/passwd]y[/link]" in shown
+            assert "\x1b" not in shown and "␛[31mz" in shown
+            text = screen_text(app)
+            assert "[bold red]x[/]" in text and "[link=file:///etc/passwd]y[/link]" in text
+            for seg in segments(app):
+                assert "\x1b" not in seg.text and "\x07" not in seg.text
+                assert not (seg.style and seg.style.link), seg
+
+    run(flow())
+
+
+def test_cancel_keeps_what_was_done_and_the_screen_stays_live(tmp_path):
+    from textual.widgets import DataTable
+
+    calls = []
+
+    def slow_after_two(request):
+        calls.append(request)
+        return REFUSAL if len(calls) <= 2 else " ".join(["thinking"] * 400)
+
+    app = make_app(tmp_path, script=slow_after_two, token_delay=0.01)
+
+    async def flow():
+        async with app.run_test(size=(150, 50)) as pilot:
+            app.settings.model = "fake:refuse"
+            configure(app.screen, suites=("harmful",), sample=8)
+            await pilot.press("f")
+            await pilot.pause(0.6)
+            # While it runs: switch screens and come back.
+            await pilot.press("h")
+            await pilot.pause(0.2)
+            assert app.screen.query_one("#sessions", DataTable).row_count == 1
+            await pilot.press("escape")
+            await pilot.pause()
+            assert app.batch_running
+            await pilot.press("escape")  # cancel
+            await settle(app, pilot)
+            assert not app.batch_running
+            assert "cancelled" in screen_text(app)
+
+    run(flow())
+    with sqlite3.connect(tmp_path / "lab.db") as conn:
+        status, n = conn.execute("SELECT status, n_items FROM runs").fetchone()
+        done = conn.execute("SELECT COUNT(*) FROM generations").fetchone()[0]
+    assert status == "cancelled" and done == 2 and n == 8
+
+
+def test_a_model_that_fails_to_load_is_shown_not_raised(tmp_path):
+    from saferlab.tui.app import LabApp
+
+    app = LabApp(tmp_path / "lab.db", settings_file=tmp_path / "tui.json", autoload=False)
+
+    async def flow():
+        async with app.run_test(size=(150, 50)) as pilot:
+            main = app.screen
+            main._picked(str(tmp_path / "missing.gguf"))
+            await settle(app, pilot)
+            line = str(main.query_one("#model-line").render())
+            assert "failed" in line and "missing.gguf" in line
+            assert main.query_one("#model-line").has_class("-error")
+            configure(main, suites=("harmful",), sample=1)
+            await pilot.press("f")
+            await settle(app, pilot)
+            assert "batch failed" in screen_text(app)
+
+    run(flow())
+
+
+def test_damaged_settings_fall_back_to_defaults(tmp_path):
+    path = tmp_path / "tui.json"
+    path.write_text('{"model": 7, "sample": "x", "reasoning": "long-cot", "junk": 1')
+    assert load_settings(path).model == "embedded"
+    path.write_text('{"model": 7, "sample": "x", "reasoning": "long-cot", "junk": 1}')
+    s = load_settings(path)
+    assert s.model == "embedded" and s.sample == 5 and s.reasoning == "long-cot"

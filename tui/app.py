@@ -1,0 +1,221 @@
+"""The Textual lab. The app owns the long work (loading a model, running a batch, exporting)
+as thread workers that call the engine and post messages; screens show what they are told.
+No widget is touched from a thread, and the database is reached only through db/."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from textual import work
+from textual.app import App
+from textual.binding import Binding
+from textual.message import Message
+from textual.worker import get_current_worker
+
+from saferlab.engine.errors import SaferlabError
+
+from . import messages as msg
+from .settings import Settings, load_settings, save_settings
+
+
+class LabApp(App):
+    CSS_PATH = "saferlab.tcss"
+    TITLE = "saferlab"
+    SUB_TITLE = "safety · reasoning · privacy"
+    BINDINGS = [
+        Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
+    ]
+
+    def __init__(self, db_path: Path | str | None = None, *,
+                 backend_factory: Callable[[str], Any] | None = None,
+                 clock: Callable[[], float] = time.perf_counter,
+                 settings_file: Path | None = None, autoload: bool = True) -> None:
+        super().__init__()
+        from saferlab.db import Store, default_db_path
+        from saferlab.engine.catalog import catalog
+
+        self.store = Store(db_path or default_db_path())
+        self.catalog = catalog()
+        self.settings_file = settings_file
+        self.settings: Settings = load_settings(settings_file)
+        # Tests and demos put a scripted backend here: spec -> backend.
+        self.backend_factory = backend_factory
+        self.clock = clock
+        self.autoload = autoload
+        self.model_lock = threading.Lock()
+        self.loaded: dict[str, Any] | None = None  # spec, adapters, backend, config, summary
+        self.cancel_event = threading.Event()
+        self.batch_running = False
+        self.session_id: int | None = None
+
+    def on_mount(self) -> None:
+        from .screens.main import MainScreen
+
+        self.push_screen(MainScreen())
+
+    def on_ready(self) -> None:
+        import os
+
+        # For the startup figure: the first frame is on screen; how long since exec?
+        if os.environ.get("SAFERLAB_TUI_EXIT_ON_READY"):
+            age = process_age()
+            self.exit(result=f"first frame {age * 1000:.0f} ms after the process started"
+                      if age is not None else "first frame (process age unknown)")
+
+    def save(self) -> None:
+        save_settings(self.settings, self.settings_file)
+
+    def on_unmount(self) -> None:
+        self.cancel_event.set()
+        self.save()
+        if self.loaded is not None:
+            try:
+                self.loaded["backend"].close()
+            except Exception:
+                pass
+
+    # -- actions -----------------------------------------------------------------------
+
+    def action_help(self) -> None:
+        from .screens.help import HelpScreen
+
+        self.push_screen(HelpScreen())
+
+    def tell(self, text: str, error: bool = False) -> None:
+        """A notification; model and file text inside is shown literally."""
+        self.notify(text, severity="error" if error else "information", markup=False,
+                    timeout=8 if error else 4)
+
+    # -- model -------------------------------------------------------------------------
+
+    def describe(self, spec: str) -> dict[str, Any]:
+        from saferlab.engine.gguf_meta import gguf_summary
+        from saferlab.engine.models import parse_model_spec
+
+        ref = parse_model_spec(spec)
+        if ref.path is not None and ref.path.is_file():
+            return gguf_summary(ref.path)
+        return {"name": spec}
+
+    def _load(self, spec: str, adapters: Sequence[str] = ()) -> dict[str, Any]:
+        """Load (in the calling worker thread) unless that model is already loaded."""
+        with self.model_lock:
+            current = self.loaded
+            if current and current["spec"] == spec and set(adapters) <= set(current["adapters"]):
+                return current
+            if self.backend_factory is not None:
+                backend = self.backend_factory(spec)
+                config = {"backend": backend.info()}
+            else:
+                from saferlab.engine.lab import Lab
+
+                lab = Lab(hash_cache=self.store)
+                backend, config = lab.load_model(spec, sorted(adapters))
+            summary = self.describe(spec) if self.backend_factory is None else {"name": spec}
+            if current is not None:
+                current["backend"].close()
+            self.loaded = {"spec": spec, "adapters": tuple(adapters), "backend": backend,
+                           "config": config, "summary": summary}
+            return self.loaded
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="model")
+    def load_model(self, spec: str, target: Any) -> None:
+        try:
+            loaded = self._load(spec, self.settings.adapters if spec == self.settings.model else ())
+        except SaferlabError as exc:
+            target.post_message(msg.ModelFailed(spec, exc.message))
+            return
+        except Exception as exc:  # a backend's own failure: shown, never raised
+            target.post_message(msg.ModelFailed(spec, f"{type(exc).__name__}: {exc}"))
+            return
+        target.post_message(msg.ModelLoaded(spec, loaded["summary"]))
+
+    # -- batches -----------------------------------------------------------------------
+
+    def start_batch(self, target: Any, plans: list, session_id: int | None = None) -> bool:
+        if self.batch_running:
+            self.tell("a batch is running: cancel it (escape) or wait", error=True)
+            return False
+        self.batch_running = True
+        self.cancel_event = threading.Event()
+        self.run_batch(target, plans, session_id, self.cancel_event)
+        return True
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="batch")
+    def run_batch(self, target: Any, plans: list, session_id: int | None,
+                  cancel: threading.Event) -> None:
+        from saferlab.engine.lab import Lab
+
+        from .bridge import Bridge
+
+        post: Callable[[Message], Any] = target.post_message
+        try:
+            adapters = sorted({a.get("path") or a["name"] for p in plans
+                               for a in p.extra_config.get("adapters", {}).values()})
+            loaded = self._load(plans[0].spec.model, adapters)
+            post(msg.ModelLoaded(loaded["spec"], loaded["summary"]))
+            bridge = Bridge(post, plans, self.clock)
+            lab = Lab(recorder=self.store, emit=bridge, hash_cache=self.store)
+            outcome = lab.run(plans, cancel=cancel, session_id=session_id,
+                              backend=loaded["backend"], model_config=loaded["config"])
+            self.session_id = outcome.session_id
+            post(msg.BatchEnded(outcome.session_id, outcome.status))
+        except SaferlabError as exc:
+            post(msg.BatchEnded(None, "failed", exc.message))
+        except Exception as exc:
+            post(msg.BatchEnded(None, "failed", f"{type(exc).__name__}: {exc}"))
+        finally:
+            self.batch_running = False
+            if get_current_worker().is_cancelled:
+                cancel.set()
+
+    def cancel_batch(self) -> bool:
+        if not self.batch_running:
+            return False
+        self.cancel_event.set()
+        return True
+
+    # -- export ------------------------------------------------------------------------
+
+    @work(thread=True, exit_on_error=False, group="export")
+    def run_export(self, targets: list[str], fmt: str, path: Path, redact: bool) -> None:
+        from .exporting import export_file
+
+        try:
+            result = export_file(self.store, targets, fmt, path, redact)
+        except SaferlabError as exc:
+            self.call_from_thread(self.tell, f"export failed: {exc.message}", True)
+            return
+        except OSError as exc:
+            self.call_from_thread(self.tell, f"export failed: {exc}", True)
+            return
+        counts = result["manifest"]["counts"]
+        self.call_from_thread(
+            self.tell, f"exported {counts['runs']} run(s), {counts['generations']} "
+            f"generation(s) to {path}")
+
+
+def process_age() -> float | None:
+    """Seconds since this process was started (Linux), interpreter start-up included."""
+    import os
+
+    try:
+        with open("/proc/self/stat", encoding="ascii") as f:
+            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime", encoding="ascii") as f:
+            uptime = float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+
+
+def run_app(db_path: Path | None = None) -> None:
+    result = LabApp(db_path).run()
+    if isinstance(result, str):  # the startup probe's figure
+        sys.__stdout__.write(result + "\n")
+        sys.__stdout__.flush()

@@ -1,0 +1,94 @@
+"""Engine events to interface messages, inside the batch worker's thread.
+
+The engine emits an event per token; the bridge gathers tokens and posts them every ~50 ms,
+and turns the rest into the messages of tui/messages.py. It never touches a widget."""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Sequence
+
+from textual.message import Message
+
+from saferlab.engine import events as ev
+from saferlab.engine.export import config_title as run_title
+from saferlab.engine.plan import RunPlan
+
+from . import messages as msg
+
+FLUSH_S = 0.05
+
+
+class Bridge:
+    def __init__(self, post: Callable[[Message], None], plans: Sequence[RunPlan],
+                 clock: Callable[[], float] = time.perf_counter) -> None:
+        self.post, self.clock = post, clock
+        self.plans = list(plans)
+        self._run_index = -1
+        self._prompts: dict[str, str] = {}
+        self._key: str | None = None
+        self._buffer: list[str] = []
+        self._flushed = 0.0
+        self._started = 0.0
+        self._tokens = 0
+        self._done = 0
+        self._total = 0
+
+    def __call__(self, event: ev.Event) -> None:
+        if isinstance(event, ev.TokenGenerated):
+            if event.item_key != self._key:
+                self._flush(event.run_id)
+                self._key = event.item_key
+                self.post(msg.ItemBegan(event.run_id, event.item_key,
+                                        self._prompts.get(event.item_key, "")))
+            self._buffer.append(event.text)
+            self._tokens += 1
+            if self.clock() - self._flushed >= FLUSH_S:
+                self._flush(event.run_id)
+                self._progress()
+        elif isinstance(event, ev.ItemJudged):
+            self._flush(event.run_id)
+            self._key = None
+            self._done += 1
+            r = event.result
+            self.post(msg.ItemJudged(
+                event.run_id, event.item.key, event.item.kind,
+                self._prompts.get(event.item.key, event.item.prompt), r.text,
+                [{"judge": v.judge, "meter": v.meter, "label": v.label, "part": v.part,
+                  "passed": v.passed, "error": v.error} for v in event.verdicts], r.error))
+            self._progress()
+        elif isinstance(event, ev.MetersUpdated):
+            self.post(msg.MetersChanged(event.run_id,
+                                        {k: m.to_dict() for k, m in event.meters.items()},
+                                        event.done, event.total))
+        elif isinstance(event, ev.SessionStarted):
+            self._started = self._flushed = self.clock()
+            self._total = event.items
+            self.post(msg.SessionBegan(event.session_id, event.runs, event.items))
+        elif isinstance(event, ev.RunStarted):
+            self._run_index += 1
+            plan = self.plans[self._run_index] if self._run_index < len(self.plans) else None
+            # What the model is sent last, by item: the transcript shows it, attack included.
+            self._prompts = {p.item.key: p.messages[-1].content for p in plan.items
+                             if p.messages} if plan else {}
+            self._done += event.done
+            self.post(msg.RunBegan(event.run_id, run_title(event.config), event.total,
+                                   event.done))
+        elif isinstance(event, ev.RunFinished):
+            self._flush(event.run_id)
+            self.post(msg.RunEnded(event.run_id, event.status))
+        elif isinstance(event, ev.RunFailed):
+            self.post(msg.RunEnded(event.run_id, "failed", event.error))
+
+    def _flush(self, run_id: int) -> None:
+        if self._buffer and self._key is not None:
+            self.post(msg.TokensStreamed(run_id, self._key, "".join(self._buffer)))
+        self._buffer = []
+        self._flushed = self.clock()
+
+    def _progress(self) -> None:
+        elapsed = self.clock() - self._started
+        tps = self._tokens / elapsed if elapsed > 0 and self._tokens else None
+        eta = (elapsed / self._done * (self._total - self._done)
+               if self._done and self._total >= self._done else None)
+        self.post(msg.ProgressChanged(self._done, self._total, tps, eta))

@@ -1,0 +1,58 @@
+"""The interface's choices, kept between sessions in $SAFERLAB_HOME/tui.json."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+DEFAULT_JUDGES = ["refusal-heuristic", "refusal-keywords", "answer-match", "pii-leak"]
+
+
+@dataclass
+class Settings:
+    model: str = "embedded"
+    reasoning: str = "direct"
+    modifiers: list[str] = field(default_factory=list)
+    adapters: list[str] = field(default_factory=list)
+    attacks: list[str] = field(default_factory=lambda: ["none"])
+    suites: list[str] = field(default_factory=lambda: ["harmful", "math"])
+    sample: int = 5
+    judges: list[str] = field(default_factory=lambda: list(DEFAULT_JUDGES))
+    max_tokens: int = 256
+    export_format: str = "html"
+    export_redact: bool = False
+    compare_b_reasoning: str = "zero-shot-cot"
+
+
+def settings_path() -> Path:
+    from saferlab.engine.paths import home_dir
+
+    return home_dir() / "tui.json"
+
+
+def load_settings(path: Path | None = None) -> Settings:
+    """The saved choices; a missing or damaged file gives the defaults (and is not fatal)."""
+    path = path or settings_path()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return Settings()
+    known = {f.name: f.type for f in fields(Settings)}
+    defaults = Settings()
+    kept = {}
+    for key, value in data.items() if isinstance(data, dict) else ():
+        if key in known and type(value) is type(getattr(defaults, key)):
+            kept[key] = value
+    return Settings(**kept)
+
+
+def save_settings(settings: Settings, path: Path | None = None) -> None:
+    path = path or settings_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(settings), indent=1), encoding="utf-8")
+        tmp.replace(path)
+    except OSError:
+        pass  # settings are a convenience: never lose a session over them

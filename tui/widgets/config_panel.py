@@ -1,0 +1,101 @@
+"""The configuration panel: one reasoning prompt, safety modifiers as toggles, adapters,
+attacks (several), suites with a sample size, and judges."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.containers import VerticalScroll
+from textual.content import Content
+from textual.widgets import Checkbox, Input, Label, Select, SelectionList
+
+from ..settings import Settings
+
+# Entries that take a parameter are offered with usable values; those that need a file
+# (gcg-suffix:PATH, jbb-artifact:PATH) are for the command line.
+PRESETS = {"few-shot-cot": ["few-shot-cot:k=1", "few-shot-cot:k=2", "few-shot-cot:k=4",
+                            "few-shot-cot:k=8"],
+           "in-context": ["in-context:k=2", "in-context:k=4"],
+           "pair": ["pair:rounds=2"], "crescendo": ["crescendo:turns=3"],
+           "gcg-suffix": [], "jbb-artifact": []}
+MODEL_JUDGES = ("llm-judge", "strongreject", "llama-guard")
+
+
+def choices(entries: list[dict[str, Any]]) -> list[str]:
+    out = []
+    for entry in entries:
+        out += PRESETS.get(entry["name"], [entry["name"]])
+    return out
+
+
+class ConfigPanel(VerticalScroll):
+    def __init__(self, catalog: dict[str, Any], settings: Settings, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.catalog, self.settings = catalog, settings
+        self.reasoning_names = choices(catalog["reasoning_prompts"])
+        self.attack_names = choices(catalog["attacks"])
+        self.adapters: list[dict[str, Any]] = []
+
+    def compose(self):
+        s = self.settings
+        yield Label("Reasoning prompt", classes="section")
+        yield Select([(Content(n), n) for n in self.reasoning_names], allow_blank=False,
+                     value=s.reasoning if s.reasoning in self.reasoning_names else "direct",
+                     id="reasoning", compact=True)
+        yield Label("Safety modifiers", classes="section")
+        for m in self.catalog["modifiers"]:
+            yield Checkbox(Content(m["name"]), m["name"] in s.modifiers, id=f"mod-{m['name']}",
+                           classes="modifier", tooltip=m.get("description"))
+        yield Label("Adapters (LoRA)", classes="section")
+        yield SelectionList[str](id="adapters")
+        yield Label("No adapters registered for this model.", id="no-adapters", classes="hint")
+        yield Label("Attacks", classes="section")
+        yield SelectionList[str](*[(Content(n), n, n in s.attacks) for n in self.attack_names],
+                                 id="attacks")
+        yield Label("Suites", classes="section")
+        yield SelectionList[str](*[(Content(x["name"]), x["name"], x["name"] in s.suites)
+                                   for x in self.catalog["suites"]], id="suites")
+        yield Label("Items per suite", classes="section")
+        yield Input(str(s.sample), type="integer", id="sample", placeholder="e.g. 5")
+        yield Label("Judges", classes="section")
+        yield SelectionList[str](*[(Content(j["name"] + (" (model)" if j["name"] in MODEL_JUDGES
+                                                         else "")), j["name"],
+                                    j["name"] in s.judges) for j in self.catalog["judges"]],
+                                 id="judges")
+
+    def show_adapters(self, adapters: list[dict[str, Any]]) -> None:
+        """The adapters registered for the chosen model whose kind its backend loads."""
+        self.adapters = adapters
+        widget = self.query_one("#adapters", SelectionList)
+        widget.clear_options()
+        for a in adapters:
+            key = a["path"] if not a["path"].startswith("served:") else a["name"]
+            widget.add_option((Content(f"{a['name']} ({a['kind']})"), key,
+                               key in self.settings.adapters))
+        widget.display = bool(adapters)
+        self.query_one("#no-adapters").display = not adapters
+
+    def read(self) -> Settings:
+        """The choices now on screen, as settings."""
+        s = self.settings
+        reasoning = self.query_one("#reasoning", Select).value
+        s.reasoning = reasoning if isinstance(reasoning, str) else "direct"
+        s.modifiers = [m["name"] for m in self.catalog["modifiers"]
+                       if self.query_one(f"#mod-{m['name']}", Checkbox).value]
+        s.adapters = list(self.query_one("#adapters", SelectionList).selected)
+        s.attacks = list(self.query_one("#attacks", SelectionList).selected)
+        s.suites = list(self.query_one("#suites", SelectionList).selected)
+        try:
+            s.sample = max(1, int(self.query_one("#sample", Input).value))
+        except ValueError:
+            pass  # keep the last good number
+        s.judges = list(self.query_one("#judges", SelectionList).selected)
+        return s
+
+    def set_reasoning(self, name: str) -> None:
+        if name in self.reasoning_names:
+            self.query_one("#reasoning", Select).value = name
+
+    def toggle_modifier(self, name: str) -> None:
+        box = self.query_one(f"#mod-{name}", Checkbox)
+        box.value = not box.value

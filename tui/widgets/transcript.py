@@ -1,0 +1,69 @@
+"""The current item as it streams (what was sent, what comes back, the verdicts) above a log
+of finished items. All model text goes through literal(): shown, never interpreted."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.containers import Vertical, VerticalScroll
+from textual.widgets import RichLog, Static
+
+from ..literal import literal, visible
+
+MAX_PROMPT = 600
+
+
+def verdict_text(verdicts: list[dict[str, Any]]) -> Text:
+    text = Text()
+    for v in verdicts:
+        if v["part"] != "full":
+            continue
+        style = "green" if v["passed"] else ("red" if v["passed"] is False else "yellow")
+        text.append(f"{v['judge']}", style="dim")
+        text.append(": ")
+        text.append(v["label"] if not v["error"] else f"error ({visible(v['error'])[:60]})",
+                    style=style)
+        text.append("   ")
+    return text
+
+
+class Transcript(Vertical):
+    def compose(self):
+        with VerticalScroll(id="current"):
+            yield Static(Text("Nothing running. Press f to fire a batch.", style="dim"),
+                         id="item-title")
+            yield Static("", id="item-prompt", classes="prompt")
+            yield Static("", id="item-output", classes="output")
+            yield Static("", id="item-verdicts")
+        yield RichLog(id="item-log", max_lines=2000, wrap=False, markup=False)
+
+    def begin(self, run_id: int, key: str, prompt: str) -> None:
+        self._key, self._output = key, ""
+        self.query_one("#item-title", Static).update(literal(f"r{run_id} · {key}", "bold"))
+        shown = prompt if len(prompt) <= MAX_PROMPT else prompt[:MAX_PROMPT] + " …"
+        self.query_one("#item-prompt", Static).update(literal(shown))
+        self.query_one("#item-output", Static).update("")
+        self.query_one("#item-verdicts", Static).update("")
+
+    def stream(self, text: str) -> None:
+        self._output = getattr(self, "_output", "") + text
+        self.query_one("#item-output", Static).update(literal(self._output))
+
+    def judged(self, run_id: int, key: str, prompt: str, output: str,
+               verdicts: list[dict[str, Any]], error: str | None) -> None:
+        if getattr(self, "_key", None) != key:
+            self.begin(run_id, key, prompt)
+        self._key = None
+        self._output = output
+        self.query_one("#item-output", Static).update(
+            literal(output) if not error else literal(f"error: {error}", "red"))
+        self.query_one("#item-verdicts", Static).update(verdict_text(verdicts))
+        line = Text(f"r{run_id} ", style="dim")
+        line.append(visible(key))
+        line.append("  ")
+        line.append_text(verdict_text(verdicts))
+        self.query_one("#item-log", RichLog).write(line)
+
+    def note(self, text: str, style: str = "dim") -> None:
+        self.query_one("#item-log", RichLog).write(Text(text, style=style))
