@@ -86,6 +86,11 @@ class LabApp(App):
 
         self.push_screen(HelpScreen())
 
+    def show_error(self, title: str, message: str) -> None:
+        from .screens.error import ErrorScreen
+
+        self.push_screen(ErrorScreen(title, message))
+
     def tell(self, text: str, error: bool = False) -> None:
         """A notification; model and file text inside is shown literally."""
         self.notify(text, severity="error" if error else "information", markup=False,
@@ -189,10 +194,10 @@ class LabApp(App):
         try:
             result = export_file(self.store, targets, fmt, path, redact)
         except SaferlabError as exc:
-            self.call_from_thread(self.tell, f"export failed: {exc.message}", True)
+            self.call_from_thread(self.show_error, "Export failed", exc.message)
             return
         except OSError as exc:
-            self.call_from_thread(self.tell, f"export failed: {exc}", True)
+            self.call_from_thread(self.show_error, "Export failed", str(exc))
             return
         counts = result["manifest"]["counts"]
         self.call_from_thread(

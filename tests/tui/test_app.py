@@ -143,7 +143,7 @@ def test_cancel_keeps_what_was_done_and_the_screen_stays_live(tmp_path):
 
     def slow_after_two(request):
         calls.append(request)
-        return REFUSAL if len(calls) <= 2 else " ".join(["thinking"] * 400)
+        return REFUSAL if len(calls) <= 2 or len(calls) > 3 else " ".join(["thinking"] * 400)
 
     app = make_app(tmp_path, script=slow_after_two, token_delay=0.01)
 
@@ -164,12 +164,26 @@ def test_cancel_keeps_what_was_done_and_the_screen_stays_live(tmp_path):
             await settle(app, pilot)
             assert not app.batch_running
             assert "cancelled" in screen_text(app)
+            with sqlite3.connect(tmp_path / "lab.db") as conn:
+                status, n = conn.execute("SELECT status, n_items FROM runs").fetchone()
+                done = conn.execute("SELECT COUNT(*) FROM generations").fetchone()[0]
+            assert status == "cancelled" and done == 2 and n == 8
+            # Resume it from history: the rest is generated, nothing twice.
+            calls.clear()
+            calls.extend([None, None])  # the rest answer quickly
+            await pilot.press("h")
+            await pilot.pause(0.2)
+            app.screen.show_runs(1)
+            app.screen.show_items(1)
+            await pilot.press("r")
+            await settle(app, pilot)
 
     run(flow())
     with sqlite3.connect(tmp_path / "lab.db") as conn:
         status, n = conn.execute("SELECT status, n_items FROM runs").fetchone()
-        done = conn.execute("SELECT COUNT(*) FROM generations").fetchone()[0]
-    assert status == "cancelled" and done == 2 and n == 8
+        done = conn.execute("SELECT COUNT(DISTINCT item_id) FROM generations").fetchone()[0]
+        rows = conn.execute("SELECT COUNT(*) FROM generations").fetchone()[0]
+    assert status == "finished" and done == rows == n == 8
 
 
 def test_a_model_that_fails_to_load_is_shown_not_raised(tmp_path):
@@ -188,7 +202,11 @@ def test_a_model_that_fails_to_load_is_shown_not_raised(tmp_path):
             configure(main, suites=("harmful",), sample=1)
             await pilot.press("f")
             await settle(app, pilot)
-            assert "batch failed" in screen_text(app)
+            assert type(app.screen).__name__ == "ErrorScreen"
+            assert "missing.gguf" in str(app.screen.query_one("#error-message").render())
+            await pilot.press("escape")
+            await pilot.pause()
+            assert app.screen is main and "batch failed" in screen_text(app)
 
     run(flow())
 
@@ -200,3 +218,38 @@ def test_damaged_settings_fall_back_to_defaults(tmp_path):
     path.write_text('{"model": 7, "sample": "x", "reasoning": "long-cot", "junk": 1}')
     s = load_settings(path)
     assert s.model == "embedded" and s.sample == 5 and s.reasoning == "long-cot"
+
+
+def test_the_last_choices_are_restored(tmp_path):
+    from textual.widgets import Checkbox, Input, Select
+
+    from saferlab.tui.settings import Settings, save_settings
+
+    save_settings(Settings(model="fake:refuse", reasoning="long-cot", modifiers=["safety-system"],
+                           sample=7), tmp_path / "tui.json")
+    app = make_app(tmp_path)
+
+    async def flow():
+        async with app.run_test(size=(150, 50)) as pilot:
+            await pilot.pause()
+            screen = app.screen
+            assert screen.query_one("#reasoning", Select).value == "long-cot"
+            assert screen.query_one("#mod-safety-system", Checkbox).value is True
+            assert screen.query_one("#mod-safety-demos", Checkbox).value is False
+            assert screen.query_one("#sample", Input).value == "7"
+            assert "fake:refuse" in str(screen.query_one("#model-line").render())
+
+    run(flow())
+
+
+def test_adapter_toggles_list_what_the_backend_loads(tmp_path):
+    from saferlab.db import Store
+    from saferlab.db.adapters import adapters_for
+
+    store = Store(tmp_path / "lab.db")
+    for name, kind in (("cot-lora", "gguf-lora"), ("safety-peft", "peft"), ("served", "served")):
+        store.register_adapter({"name": name, "kind": kind, "path": f"/a/{name}", "sha256": "0" * 64})
+    assert [a["name"] for a in adapters_for(store, "embedded")] == ["cot-lora"]
+    assert [a["name"] for a in adapters_for(store, "hf:/models/x")] == ["safety-peft"]
+    assert [a["name"] for a in adapters_for(store, "openai:http://h/v1#m")] == ["served"]
+    assert adapters_for(store, "fake:mixed") == []

@@ -155,7 +155,7 @@ class CompareScreen(Screen):
     def on_batch_ended(self, message: msg.BatchEnded) -> None:
         self.remove_class("-running")
         if message.error:
-            self.app.tell(f"batch failed: {message.error}", error=True)
+            self.app.show_error("The batch failed", message.error)
             return
         if "A" in self.runs and "B" in self.runs:
             self.show_comparison(self.runs["A"], self.runs["B"])

@@ -197,7 +197,7 @@ class MainScreen(Screen):
         self.remove_class("-running")
         if message.error:
             self.query_one(Transcript).note(f"batch failed: {message.error}", "red")
-            self.app.tell(f"batch failed: {message.error}", error=True)
+            self.app.show_error("The batch failed", message.error)
         else:
             self.query_one(Transcript).note(
                 f"session s{message.session_id} {message.status}", "bold")
