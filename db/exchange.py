@@ -77,14 +77,15 @@ def adapter_rows(store: Store, runs: list[dict[str, Any]]) -> list[dict[str, Any
 
 
 def planted_secrets(store: Store, run_ids: list[int]) -> list[str]:
-    """The secrets planted in the privacy items of these runs, for redaction."""
+    """The values planted in the privacy items of these runs (each item's secret and all that
+    its suite planted about the same person), for redaction."""
     secrets = set()
     for row in store.query(
             "SELECT DISTINCT i.item_json FROM run_items ri JOIN items i ON i.id = ri.item_id "
             f"WHERE ri.run_id IN ({marks(run_ids)}) AND i.kind = 'privacy'", run_ids):
-        secret = json.loads(row["item_json"]).get("secret")
-        if secret:
-            secrets.add(secret)
+        item = json.loads(row["item_json"])
+        planted = item.get("meta", {}).get("planted", [])
+        secrets.update(v for v in [item.get("secret"), *planted] if isinstance(v, str) and v)
     return sorted(secrets)
 
 
@@ -191,6 +192,14 @@ def export(store: Store, targets: list[str], fmt: str, out: TextIO, redact: bool
            exported_utc: str | None = None) -> dict[str, Any]:
     """Write the selected sessions or runs to ``out`` in ``fmt``; returns the manifest and
     what redaction replaced."""
+    # One read transaction: a run that goes on writing meanwhile is exported as it was when
+    # the export began, whole (WAL gives the snapshot; writers are not blocked).
+    with store.snapshot():
+        return _export(store, targets, fmt, out, redact, exported_utc)
+
+
+def _export(store: Store, targets: list[str], fmt: str, out: TextIO, redact: bool,
+            exported_utc: str | None) -> dict[str, Any]:
     from saferlab.engine.export import ExportData, write
     from saferlab.engine.export.manifest import build_manifest
 
@@ -201,6 +210,10 @@ def export(store: Store, targets: list[str], fmt: str, out: TextIO, redact: bool
     manifest = build_manifest(targets or ["last"], sessions, runs, adapter_rows(store, runs),
                               count_generations(store, run_ids),
                               Redactor.describe() if redact else None, exported_utc)
+    if redactor is not None:
+        for run in manifest["runs"]:
+            if run["error"]:
+                run["error"] = redactor.text(run["error"])
 
     def records(pending: bool = False, per_run: int | None = None,
                 max_runs: int | None = None) -> Iterator[dict[str, Any]]:

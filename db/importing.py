@@ -10,6 +10,7 @@ from typing import Any, Iterator
 
 from saferlab.engine.errors import EXIT_USAGE, SaferlabError
 from saferlab.engine.export.records import FORMAT_NAME, FORMAT_VERSION
+from saferlab.engine.types import Item
 
 from .exchange import RUN_COLUMNS, marks
 from .store import Store, dumps
@@ -72,21 +73,32 @@ def import_jsonl(store: Store, path: Path) -> dict[str, Any]:
         raise lines.fail(f"export format {manifest['format_version']} is newer than this "
                          f"saferlab reads ({FORMAT_VERSION}); upgrade saferlab")
     _need(lines, manifest, "sessions", "runs")
+    # A session already here (an earlier import of another of its runs) gets the new runs;
+    # a run already here is refused, so nothing is imported twice.
+    existing: dict[int, int] = {}
     for session in manifest["sessions"]:
         dup = list(store.query("SELECT id FROM sessions WHERE created_utc = ? AND config_json = ?",
                                [session["created_utc"], dumps(session["config"])]))
         if dup:
-            raise SaferlabError(f"{path}: session s{session['id']} is already in {store.path} "
-                                f"as s{dup[0]['id']}; nothing imported", EXIT_USAGE)
-    keep = (_free(store, "sessions", [s["id"] for s in manifest["sessions"]])
+            existing[session["id"]] = dup[0]["id"]
+    for run in manifest["runs"]:
+        dup = list(store.query("SELECT id FROM runs WHERE created_utc = ? AND config_json = ?",
+                               [run["created_utc"], dumps(run["config"])]))
+        if dup:
+            raise SaferlabError(f"{path}: run {run['id']} is already in {store.path} as run "
+                                f"{dup[0]['id']}; nothing imported", EXIT_USAGE)
+    keep = (_free(store, "sessions", [s["id"] for s in manifest["sessions"]
+                                      if s["id"] not in existing])
             and _free(store, "runs", [r["id"] for r in manifest["runs"]]))
-    session_map: dict[int, int] = {}
+    session_map: dict[int, int] = dict(existing)
     run_map: dict[int, int] = {}
     counts = {"sessions": 0, "runs": 0, "generations": 0, "pending": 0}
     db = store.db
     try:
         with store.transaction():
             for s in manifest["sessions"]:
+                if s["id"] in existing:
+                    continue
                 row = {"created_utc": s["created_utc"], "finished_utc": s["finished_utc"],
                        "status": s["status"], "config_json": dumps(s["config"])}
                 if keep:
@@ -139,7 +151,12 @@ def _insert_item(db, lines: _Lines, item: dict[str, Any]) -> str:
     for key in ("key", "suite", "kind", "prompt"):
         if key not in body:
             raise lines.fail(f"item lacks {key}")
-    item_id = item.get("id") or body["key"]
+    try:
+        # The id is a digest of the content, made again here: a redacted or edited item then
+        # gets an id of its own and never poses as the original.
+        item_id = Item.from_dict(body).id
+    except (TypeError, ValueError) as exc:
+        raise lines.fail(f"malformed item ({exc})") from None
     db["items"].insert({"id": item_id, "key": body["key"], "suite": body["suite"],
                         "kind": body["kind"], "category": body.get("category"),
                         "prompt": body["prompt"], "item_json": dumps(body)}, ignore=True)

@@ -118,6 +118,10 @@ class Store:
     def transaction(self) -> "_Transaction":
         return _Transaction(self.db.conn)
 
+    def snapshot(self) -> "_Transaction":
+        """A read transaction: every query inside sees the database as it was at the first."""
+        return _Transaction(self.db.conn, "BEGIN DEFERRED")
+
     # -- Recorder ------------------------------------------------------------------------
 
     def start_session(self, config: dict[str, Any]) -> int:
@@ -255,11 +259,11 @@ class _Transaction:
     """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on error. The connection is in autocommit
     mode so that every write is explicit and nothing waits in an implicit transaction."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
+    def __init__(self, conn: sqlite3.Connection, begin: str = "BEGIN IMMEDIATE") -> None:
+        self.conn, self.begin = conn, begin
 
     def __enter__(self) -> sqlite3.Connection:
-        self.conn.execute("BEGIN IMMEDIATE")
+        self.conn.execute(self.begin)
         return self.conn
 
     def __exit__(self, exc_type, exc, tb) -> None:

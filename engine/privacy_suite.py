@@ -11,6 +11,7 @@ from .refs import fill
 from .types import Item, Message
 
 FILE = "suites/privacy.toml"
+PLANTED = ("name", "email", "phone", "patient_id", "birth_date", "address", "order_id", "card")
 
 
 def _people(data: dict[str, Any]) -> list[dict[str, str]]:
@@ -63,5 +64,7 @@ def build_privacy() -> list[Item]:
                     prompt=fill(request["prompt"], values), category=scenario,
                     system=fill(spec["system"], values), context=context,
                     secret=person[field],
-                    meta={"field": field, "person": person["name"], "topic": "personal data"}))
+                    meta={"field": field, "person": person["name"], "topic": "personal data",
+                          # Everything planted about this person, for export redaction.
+                          "planted": [person[k] for k in PLANTED]}))
     return items

@@ -73,7 +73,8 @@ def bench_export(generations: int, progress: Callable[[str], None]) -> Iterator[
                                   text=True)
             seconds = time.perf_counter() - started
             if proc.returncode:
-                yield f"{fmt}: failed: {proc.stderr.strip().splitlines()[-1]}"
+                lines = proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"]
+                yield f"{fmt}: failed: {lines[-1]}"
                 continue
             rss_mb = int(proc.stderr.strip().splitlines()[-1]) / 1024
             label = fmt + (" --redact" if redact else "")

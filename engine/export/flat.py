@@ -51,14 +51,15 @@ def write_csv(out: TextIO, data: ExportData) -> None:
         row: list[Any] = [
             r["session_id"], r["run_id"], r["generation_id"], r["position"], run.get("model"),
             run.get("reasoning"), "+".join(run.get("modifiers") or []), run.get("attack"),
-            run.get("adapter") or "", item["key"], item["suite"], item["kind"],
-            item.get("category", ""), _cell(item["prompt"]), _cell(r["output"]),
-            _cell(split.get("reasoning")), _cell(split.get("answer")), split.get("how", ""),
+            run.get("adapter"), item["key"], item["suite"], item["kind"], item.get("category"),
+            item["prompt"], r["output"], split.get("reasoning"), split.get("answer"),
+            split.get("how"),
         ]
-        row += [primary.get(m, "") for m in METERS]
-        row += [verdicts.get(c, "") for c in verdict_cols]
+        row += [primary.get(m) for m in METERS]
+        row += [verdicts.get(c) for c in verdict_cols]
         row += ["; ".join(f"{x['meter']}={x['label']}" for x in r["labels"]),
                 r["tokens"]["prompt"], r["tokens"]["completion"], r["timing"]["ttft_ms"],
-                r["timing"]["duration_ms"], r["finish_reason"], _cell(r["error"]),
+                r["timing"]["duration_ms"], r["finish_reason"], r["error"],
                 r["timing"]["created_utc"], json.dumps(r["messages"], ensure_ascii=False)]
-        writer.writerow(row)
+        # Every text cell is guarded: a dataset's category can be a formula as well.
+        writer.writerow([_cell(x) if isinstance(x, str) or x is None else x for x in row])

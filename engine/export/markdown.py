@@ -3,6 +3,7 @@ sample of items; readable as a GitHub issue or a paper's appendix."""
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from typing import Any, TextIO
@@ -18,7 +19,9 @@ METER_NAMES = (("safety", "Safety"), ("reasoning", "Reasoning"), ("privacy", "Pr
 
 
 def _cell(text: str) -> str:
-    return visible(text).replace("|", "\\|").replace("\n", " ")
+    """Text for a table cell or heading: no raw HTML, no column breaks, one line."""
+    text = html.escape(visible(text), quote=False)
+    return text.replace("|", "\\|").replace("\n", " ")
 
 
 def _fenced(text: str) -> str:

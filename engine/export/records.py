@@ -118,9 +118,12 @@ def _redacted(record: dict[str, Any], redactor: Redactor | None) -> dict[str, An
     for key in _TEXT_FIELDS:
         if key in record:
             record[key] = redactor.value(record[key])
-    if "verdicts" in record:
-        for v in record["verdicts"]:
-            v["detail"] = redactor.value(v["detail"])
+    if record.get("error"):
+        record["error"] = redactor.text(record["error"])
+    for v in record.get("verdicts", []):
+        v["detail"] = redactor.value(v["detail"])
+        if v["error"]:
+            v["error"] = redactor.text(v["error"])  # a judge's error may quote the output
     return record
 
 

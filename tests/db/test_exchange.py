@@ -243,3 +243,58 @@ def test_selection(store):
     assert select_runs(store, ["s1", "3", "r1"]) == [1, 2, 3]
     with pytest.raises(SaferlabError, match="no session s9"):
         select_runs(store, ["s9"])
+
+
+def test_redacted_imports_never_pose_as_the_original_items(tmp_path):
+    store = Store(tmp_path / "lab.db")
+    make_session(store, script=everything_said, suites=("privacy",), limit=4,
+                 reasoning=("direct",))
+    path = tmp_path / "redacted.jsonl"
+    path.write_text(exported(store, "jsonl", redact=True))
+    before = {r["id"]: r["item_json"] for r in store.query("SELECT id, item_json FROM items")}
+    # Into the same database (the run is new there as far as ids go): a session of its own
+    # would be refused, so use a fresh one and then compare ids.
+    fresh = Store(tmp_path / "fresh.db")
+    import_jsonl(fresh, path)
+    imported = {r["id"]: r["item_json"] for r in fresh.query("SELECT id, item_json FROM items")}
+    assert not set(imported) & set(before)  # redacted content, ids of its own
+    assert all("[secret-" in j or "[email-" in j for j in imported.values())
+
+
+def test_runs_exported_one_by_one_import_into_one_session(store, tmp_path):
+    fresh = Store(tmp_path / "fresh.db")
+    for run in ("r1", "r2"):
+        path = tmp_path / f"{run}.jsonl"
+        path.write_text(exported(store, "jsonl", [run]))
+        import_jsonl(fresh, path)
+    rows = list(fresh.query("SELECT id, session_id FROM runs ORDER BY id"))
+    assert [(r["id"], r["session_id"]) for r in rows] == [(1, 1), (2, 1)]
+    with pytest.raises(SaferlabError, match="run 2 is already in"):
+        import_jsonl(fresh, tmp_path / "r2.jsonl")
+
+
+def test_redaction_catches_the_forms_the_judge_counts_and_every_planted_value():
+    from saferlab.engine.export.redact import Redactor
+
+    person = ["Ana Lima", "ana.lima42@example.org", "555-0142", "HSC-123456", "1975-03-12",
+              "12 Oak Street, Springfield"]
+    r = Redactor(person)
+    text = ("Ana  Lima, ANA.LIMA42 at example dot org, 555 0142, HSC - 123456, born "
+            "1975/03/12, lives at 12 Oak\nStreet, Springfield. Years 1990-2000; pi 3.1416.")
+    out = r.text(text)
+    for value in ("Ana", "LIMA42", "0142", "123456", "1975", "Oak"):
+        assert value not in out, (value, out)
+    assert "1990-2000" in out and "3.1416" in out  # not phone numbers
+    # One value, one pseudonym, however it was written.
+    assert r.text("1975-03-12") == r.text("19750312") == r.text("1975 / 03 / 12")
+
+
+def test_planted_values_of_the_person_are_redacted_beyond_the_asked_field(tmp_path):
+    store = Store(tmp_path / "lab.db")
+    make_session(store, script=everything_said, suites=("privacy",), limit=2,
+                 reasoning=("direct",))
+    items = [json.loads(r["item_json"]) for r in store.query(
+        "SELECT i.item_json FROM items i JOIN run_items ri ON ri.item_id = i.id")]
+    planted = {v for item in items for v in item["meta"]["planted"]}
+    text = exported(store, "html", redact=True)
+    assert not [v for v in planted if v.lower() in text.lower()]
