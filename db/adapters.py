@@ -11,7 +11,8 @@ KINDS = {"gguf": ("gguf-lora",), "hf": ("peft",), "openai": ("served",)}
 
 
 def adapters_for(store: Store, model_spec: str) -> list[dict[str, Any]]:
-    """Adapters registered for ``model_spec``'s backend (and, when recorded, its base model)."""
+    """Adapters registered whose kind ``model_spec``'s backend loads. Base-model names are
+    not compared: GGUF and PEFT name them too loosely to match reliably."""
     from saferlab.engine.errors import SaferlabError
     from saferlab.engine.models import parse_model_spec
 

@@ -138,12 +138,14 @@ def discover_hf(limit: int = 200) -> list[tuple[str, Path]]:
     cache = hf_hub_cache()
     if cache.is_dir():
         for repo in sorted(cache.glob("models--*")):
-            snapshots = sorted((repo / "snapshots").glob("*/config.json"),
-                               key=lambda p: p.stat().st_mtime, reverse=True)
+            snapshots = sorted((p for p in (repo / "snapshots").glob("*/config.json")
+                                if p.exists()),  # a link to a deleted blob is skipped
+                               key=lambda p: p.lstat().st_mtime, reverse=True)
             if snapshots:
                 found.append(("hf:" + repo.name[len("models--"):].replace("--", "/"),
                               snapshots[0].parent))
-    for root in (Path.cwd() / "models", Path.home() / "models"):
+    for root in dict.fromkeys([(Path.cwd() / "models").resolve(),
+                               (Path.home() / "models").resolve()]):  # the same folder once
         if root.is_dir():
             for config in sorted(root.glob("*/config.json")):
                 found.append((f"hf:{config.parent}", config.parent))
@@ -153,14 +155,18 @@ def discover_hf(limit: int = 200) -> list[tuple[str, Path]]:
 def discover_gguf(max_depth: int = 4, limit: int = 500) -> list[Path]:
     """GGUF files under :func:`gguf_search_dirs`, shallow enough to stay fast."""
     found: list[Path] = []
-    for root in gguf_search_dirs():
+    seen: set[Path] = set()
+    for root in dict.fromkeys(p.resolve() for p in gguf_search_dirs()):
         base = len(root.parts)
         for dirpath, dirnames, filenames in os.walk(root):
             if len(Path(dirpath).parts) - base >= max_depth:
                 dirnames.clear()
             for name in sorted(filenames):
-                if name.lower().endswith(".gguf"):
-                    found.append(Path(dirpath) / name)
+                path = Path(dirpath) / name
+                if name.lower().endswith(".gguf") and path.is_file() \
+                        and path.resolve() not in seen:  # a broken link or a second path
+                    seen.add(path.resolve())
+                    found.append(path)
                     if len(found) >= limit:
                         return found
     return found

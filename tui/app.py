@@ -14,7 +14,6 @@ from textual import work
 from textual.app import App
 from textual.binding import Binding
 from textual.message import Message
-from textual.worker import get_current_worker
 
 from saferlab.engine.errors import SaferlabError
 
@@ -51,6 +50,8 @@ class LabApp(App):
         self.loaded: dict[str, Any] | None = None  # spec, adapters, backend, config, summary
         self.cancel_event = threading.Event()
         self.batch_running = False
+        self.batch_idle = threading.Event()
+        self.batch_idle.set()
         self.session_id: int | None = None
 
     def on_mount(self) -> None:
@@ -73,11 +74,15 @@ class LabApp(App):
     def on_unmount(self) -> None:
         self.cancel_event.set()
         self.save()
-        if self.loaded is not None:
-            try:
-                self.loaded["backend"].close()
-            except Exception:
-                pass
+        # The batch stops after its current token; only then may the model go.
+        self.batch_idle.wait(timeout=30)
+        with self.model_lock:
+            if self.loaded is not None:
+                try:
+                    self.loaded["backend"].close()
+                except Exception:
+                    pass
+                self.loaded = None
 
     # -- actions -----------------------------------------------------------------------
 
@@ -93,7 +98,9 @@ class LabApp(App):
 
     def tell(self, text: str, error: bool = False) -> None:
         """A notification; model and file text inside is shown literally."""
-        self.notify(text, severity="error" if error else "information", markup=False,
+        from .literal import visible
+
+        self.notify(visible(text), severity="error" if error else "information", markup=False,
                     timeout=8 if error else 4)
 
     # -- model -------------------------------------------------------------------------
@@ -147,6 +154,7 @@ class LabApp(App):
             self.tell("a batch is running: cancel it (escape) or wait", error=True)
             return False
         self.batch_running = True
+        self.batch_idle.clear()
         self.cancel_event = threading.Event()
         self.run_batch(target, plans, session_id, self.cancel_event)
         return True
@@ -159,6 +167,7 @@ class LabApp(App):
         from .bridge import Bridge
 
         post: Callable[[Message], Any] = target.post_message
+        ended = msg.BatchEnded(None, "failed", "the batch ended unexpectedly")
         try:
             adapters = sorted({a.get("path") or a["name"] for p in plans
                                for a in p.extra_config.get("adapters", {}).values()})
@@ -169,15 +178,16 @@ class LabApp(App):
             outcome = lab.run(plans, cancel=cancel, session_id=session_id,
                               backend=loaded["backend"], model_config=loaded["config"])
             self.session_id = outcome.session_id
-            post(msg.BatchEnded(outcome.session_id, outcome.status))
+            ended = msg.BatchEnded(outcome.session_id, outcome.status)
         except SaferlabError as exc:
-            post(msg.BatchEnded(None, "failed", exc.message))
+            ended = msg.BatchEnded(None, "failed", exc.message)
         except Exception as exc:
-            post(msg.BatchEnded(None, "failed", f"{type(exc).__name__}: {exc}"))
+            ended = msg.BatchEnded(None, "failed", f"{type(exc).__name__}: {exc}")
         finally:
+            # Free before telling: a Fire pressed on the news must be accepted.
             self.batch_running = False
-            if get_current_worker().is_cancelled:
-                cancel.set()
+            self.batch_idle.set()
+            post(ended)
 
     def cancel_batch(self) -> bool:
         if not self.batch_running:
@@ -196,8 +206,9 @@ class LabApp(App):
         except SaferlabError as exc:
             self.call_from_thread(self.show_error, "Export failed", exc.message)
             return
-        except OSError as exc:
-            self.call_from_thread(self.show_error, "Export failed", str(exc))
+        except Exception as exc:  # e.g. a locked database: shown, never lost
+            self.call_from_thread(self.show_error, "Export failed",
+                                  f"{type(exc).__name__}: {exc}")
             return
         counts = result["manifest"]["counts"]
         self.call_from_thread(

@@ -27,7 +27,7 @@ class Bridge:
         self._run_index = -1
         self._prompts: dict[str, str] = {}
         self._key: str | None = None
-        self._buffer: list[str] = []
+        self._buffers: dict[str, list[str]] = {}
         self._flushed = 0.0
         self._started = 0.0
         self._tokens = 0
@@ -36,19 +36,21 @@ class Bridge:
 
     def __call__(self, event: ev.Event) -> None:
         if isinstance(event, ev.TokenGenerated):
-            if event.item_key != self._key:
-                self._flush(event.run_id)
+            # Batched backends interleave several items' tokens: one item is shown at a time,
+            # the others gather quietly until their turn.
+            self._buffers.setdefault(event.item_key, []).append(event.text)
+            self._tokens += 1
+            if self._key is None:
                 self._key = event.item_key
                 self.post(msg.ItemBegan(event.run_id, event.item_key,
                                         self._prompts.get(event.item_key, "")))
-            self._buffer.append(event.text)
-            self._tokens += 1
             if self.clock() - self._flushed >= FLUSH_S:
                 self._flush(event.run_id)
                 self._progress()
         elif isinstance(event, ev.ItemJudged):
-            self._flush(event.run_id)
-            self._key = None
+            if event.item.key == self._key:
+                self._key = None
+            self._buffers.pop(event.item.key, None)
             self._done += 1
             r = event.result
             self.post(msg.ItemJudged(
@@ -81,9 +83,9 @@ class Bridge:
             self.post(msg.RunEnded(event.run_id, "failed", event.error))
 
     def _flush(self, run_id: int) -> None:
-        if self._buffer and self._key is not None:
-            self.post(msg.TokensStreamed(run_id, self._key, "".join(self._buffer)))
-        self._buffer = []
+        if self._key is not None and self._buffers.get(self._key):
+            self.post(msg.TokensStreamed(run_id, self._key, "".join(self._buffers[self._key])))
+            self._buffers[self._key] = []
         self._flushed = self.clock()
 
     def _progress(self) -> None:

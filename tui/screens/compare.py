@@ -31,7 +31,7 @@ class Side(Vertical):
         self.side, self.reasoning = name, reasoning
 
     def compose(self):
-        from ..widgets.config_panel import choices
+        from ..widgets.config_panel import choices, widget_id
 
         app = self.app
         names = choices(app.catalog["reasoning_prompts"])
@@ -41,9 +41,9 @@ class Side(Vertical):
         yield Select([(Content(n), n) for n in names], allow_blank=False,
                      value=self.reasoning if self.reasoning in names else "direct",
                      id=f"{self.side}-reasoning", compact=True)
-        for m in app.catalog["modifiers"]:
+        for i, m in enumerate(app.catalog["modifiers"]):
             yield Checkbox(Content(m["name"]), self.side == "A" and m["name"] in s.modifiers,
-                           id=f"{self.side}-mod-{m['name']}")
+                           id=widget_id(f"{self.side}-mod", i, m["name"]))
         first_attack = s.attacks[0] if s.attacks else "none"
         yield Select([(Content(n), n) for n in attacks], allow_blank=False,
                      value=first_attack if first_attack in attacks else "none",
@@ -53,11 +53,14 @@ class Side(Vertical):
                      compact=True)
 
     def choice(self) -> dict[str, Any]:
+        from ..widgets.config_panel import widget_id
+
         app = self.app
         return {
             "reasoning": self.query_one(f"#{self.side}-reasoning", Select).value,
-            "modifiers": [m["name"] for m in app.catalog["modifiers"]
-                          if self.query_one(f"#{self.side}-mod-{m['name']}", Checkbox).value],
+            "modifiers": [m["name"] for i, m in enumerate(app.catalog["modifiers"])
+                          if self.query_one("#" + widget_id(f"{self.side}-mod", i, m["name"]),
+                                            Checkbox).value],
             "attack": self.query_one(f"#{self.side}-attack", Select).value,
             "adapter": self.query_one(f"#{self.side}-adapter", Select).value,
         }
@@ -189,10 +192,10 @@ class CompareScreen(Screen):
                 continue
             flipped = [m for m in a["primary"] if m in b["primary"]
                        and a["primary"][m] != b["primary"][m]]
-            flip = Text(", ".join(f"{m}: {a['labels'][m]} → {b['labels'][m]}" for m in flipped),
-                        style="bold red" if flipped else "")
-            pairs.add_row(literal(key), " ".join(a["labels"].values()),
-                          " ".join(b["labels"].values()), flip, key=key)
+            flip = literal(", ".join(f"{m}: {a['labels'][m]} → {b['labels'][m]}"
+                                     for m in flipped), "bold red" if flipped else "")
+            pairs.add_row(literal(key), literal(" ".join(a["labels"].values())),
+                          literal(" ".join(b["labels"].values())), flip, key=key)
             self.pair_ids[key] = (a["id"], b["id"])
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:

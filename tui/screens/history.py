@@ -67,7 +67,8 @@ class HistoryScreen(Screen):
         table = self.query_one("#sessions", DataTable)
         table.clear()
         for s in list_sessions(self.app.store):
-            table.add_row(f"s{s['id']}", s["created_utc"][:19].replace("T", " "), s["status"],
+            table.add_row(f"s{s['id']}", literal(s["created_utc"][:19].replace("T", " ")),
+                          literal(s["status"]),
                           str(s["runs"]), f"{s['generated']}/{s['planned'] or 0}",
                           literal(s["models"] or ""), key=str(s["id"]))
         if self.session_id is not None:
@@ -82,7 +83,7 @@ class HistoryScreen(Screen):
         table = self.query_one("#runs", DataTable)
         table.clear()
         for r in session_run_rows(self.app.store, session_id):
-            table.add_row(f"r{r['id']}", literal(run_title(r["config"])), r["status"],
+            table.add_row(f"r{r['id']}", literal(run_title(r["config"])), literal(r["status"]),
                           f"{r['generated']}/{r['n_items']}",
                           *[short_meter(r["meters"].get(m)) for m, _, _ in METERS],
                           key=str(r["id"]))
@@ -99,7 +100,7 @@ class HistoryScreen(Screen):
         for row in rows:
             verdicts = Text()
             for meter, label in row["labels"].items():
-                verdicts.append(f"{label} ", style=LABEL_STYLE.get(label, ""))
+                verdicts.append(f"{label} ", style=LABEL_STYLE.get(label, ""))  # Text: literal
             preview = row["error"] and f"error: {row['error']}" or row["preview"].replace("\n", " ")
             table.add_row(literal(row["key"]), verdicts, "yes" if row["contested"] else "",
                           literal(" ".join(row["human"].values())), literal(preview[:80]),

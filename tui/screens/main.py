@@ -28,7 +28,8 @@ def model_line(spec: str, summary: dict | None, state: str) -> Text:
         text.append(f"\n{summary.get('quantization')} · {human_count(summary.get('parameters'))}"
                     f" params · ctx {summary.get('context_length') or '?'} · "
                     f"{summary.get('size_bytes', 0) / 1e6:.0f} MB", style="dim")
-    text.append(f"\n{state}", style={"loaded": "green", "loading": "yellow"}.get(state, "red"))
+    text.append_text(literal(f"\n{state}",
+                             {"loaded": "green", "loading": "yellow"}.get(state, "red")))
     return text
 
 
@@ -126,7 +127,14 @@ class MainScreen(Screen):
     def _picked(self, spec: str | None) -> None:
         if not spec:
             return
-        self.app.settings.model = spec
+        from saferlab.db.adapters import adapters_for
+
+        settings = self.app.settings
+        settings.model = spec
+        # Adapters chosen for another model do not follow it.
+        usable = {a["path"] if not a["path"].startswith("served:") else a["name"]
+                  for a in adapters_for(self.app.store, spec)}
+        settings.adapters = [a for a in settings.adapters if a in usable]
         self.app.save()
         self._state, self._summary = "loading", None
         self._refresh_model()
@@ -173,7 +181,7 @@ class MainScreen(Screen):
         self.query_one(Transcript).begin(message.run_id, message.key, message.prompt)
 
     def on_tokens_streamed(self, message: msg.TokensStreamed) -> None:
-        self.query_one(Transcript).stream(message.text)
+        self.query_one(Transcript).stream(message.key, message.text)
 
     def on_item_judged(self, message: msg.ItemJudged) -> None:
         self.query_one(Transcript).judged(message.run_id, message.key, message.prompt,

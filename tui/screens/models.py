@@ -7,7 +7,6 @@ from __future__ import annotations
 import importlib.util
 from typing import Any
 
-from rich.text import Text
 from textual import work
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -57,9 +56,16 @@ class ModelPicker(ModalScreen[str | None]):
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
         table.add_columns("Model", "Source", "Size", "Quant", "Params", "Context")
-        self.rows = candidates()
-        for row in self.rows:
-            size = row["path"].stat().st_size / 1e6 if row["path"] else None
+        self.rows, seen = [], set()
+        for row in candidates():
+            if row["spec"] in seen:
+                continue
+            seen.add(row["spec"])
+            self.rows.append(row)
+            try:
+                size = row["path"].stat().st_size / 1e6 if row["path"] else None
+            except OSError:
+                size, row["path"] = None, None
             table.add_row(literal(row["spec"]), row["source"],
                           f"{size:.0f} MB" if size else "-", "…" if row["path"] else "-",
                           "…" if row["path"] else "-", "…" if row["path"] else "-",
@@ -79,10 +85,12 @@ class ModelPicker(ModalScreen[str | None]):
                 continue
             try:
                 s = gguf_summary(row["path"])
-                cells = (s["quantization"] or "?", human_count(s["parameters"]),
-                         str(s["context_length"] or "?"))
+                cells = (literal(str(s["quantization"] or "?")), human_count(s["parameters"]),
+                         literal(str(s["context_length"] or "?")))
             except SaferlabError as exc:
-                cells = ("unreadable", Text(exc.message[-40:], style="red"), "")
+                cells = ("unreadable", literal(exc.message[-40:], "red"), "")
+            except Exception as exc:  # whatever a strange file does, the picker stays up
+                cells = ("unreadable", literal(f"{type(exc).__name__}", "red"), "")
             self.app.call_from_thread(self._fill, row["spec"], cells)
 
     def _fill(self, spec: str, cells: tuple) -> None:

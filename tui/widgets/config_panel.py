@@ -3,6 +3,7 @@ attacks (several), suites with a sample size, and judges."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from textual.containers import VerticalScroll
@@ -19,6 +20,12 @@ PRESETS = {"few-shot-cot": ["few-shot-cot:k=1", "few-shot-cot:k=2", "few-shot-co
            "pair": ["pair:rounds=2"], "crescendo": ["crescendo:turns=3"],
            "gcg-suffix": [], "jbb-artifact": []}
 MODEL_JUDGES = ("llm-judge", "strongreject", "llama-guard")
+
+
+def widget_id(prefix: str, index: int, name: str) -> str:
+    """A valid widget id for a library entry, whatever its (user-given) name."""
+    slug = re.sub(r"[^A-Za-z0-9_-]", "_", name)
+    return f"{prefix}-{slug}" if slug == name else f"{prefix}-{index}-{slug}"
 
 
 def choices(entries: list[dict[str, Any]]) -> list[str]:
@@ -43,9 +50,10 @@ class ConfigPanel(VerticalScroll):
                      value=s.reasoning if s.reasoning in self.reasoning_names else "direct",
                      id="reasoning", compact=True)
         yield Label("Safety modifiers", classes="section")
-        for m in self.catalog["modifiers"]:
-            yield Checkbox(Content(m["name"]), m["name"] in s.modifiers, id=f"mod-{m['name']}",
-                           classes="modifier", tooltip=m.get("description"))
+        for i, m in enumerate(self.catalog["modifiers"]):
+            yield Checkbox(Content(m["name"]), m["name"] in s.modifiers,
+                           id=widget_id("mod", i, m["name"]), classes="modifier",
+                           tooltip=m.get("description"))
         yield Label("Adapters (LoRA)", classes="section")
         yield SelectionList[str](id="adapters")
         yield Label("No adapters registered for this model.", id="no-adapters", classes="hint")
@@ -80,8 +88,8 @@ class ConfigPanel(VerticalScroll):
         s = self.settings
         reasoning = self.query_one("#reasoning", Select).value
         s.reasoning = reasoning if isinstance(reasoning, str) else "direct"
-        s.modifiers = [m["name"] for m in self.catalog["modifiers"]
-                       if self.query_one(f"#mod-{m['name']}", Checkbox).value]
+        s.modifiers = [m["name"] for i, m in enumerate(self.catalog["modifiers"])
+                       if self.query_one("#" + widget_id("mod", i, m["name"]), Checkbox).value]
         s.adapters = list(self.query_one("#adapters", SelectionList).selected)
         s.attacks = list(self.query_one("#attacks", SelectionList).selected)
         s.suites = list(self.query_one("#suites", SelectionList).selected)
@@ -96,6 +104,3 @@ class ConfigPanel(VerticalScroll):
         if name in self.reasoning_names:
             self.query_one("#reasoning", Select).value = name
 
-    def toggle_modifier(self, name: str) -> None:
-        box = self.query_one(f"#mod-{name}", Checkbox)
-        box.value = not box.value

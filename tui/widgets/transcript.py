@@ -46,19 +46,24 @@ class Transcript(Vertical):
         self.query_one("#item-output", Static).update("")
         self.query_one("#item-verdicts", Static).update("")
 
-    def stream(self, text: str) -> None:
-        self._output = getattr(self, "_output", "") + text
+    def stream(self, key: str, text: str) -> None:
+        if key != getattr(self, "_key", None):
+            return  # the shown item changed in between; its own judged message will come
+        self._output += text
         self.query_one("#item-output", Static).update(literal(self._output))
 
     def judged(self, run_id: int, key: str, prompt: str, output: str,
                verdicts: list[dict[str, Any]], error: str | None) -> None:
-        if getattr(self, "_key", None) != key:
-            self.begin(run_id, key, prompt)
-        self._key = None
-        self._output = output
-        self.query_one("#item-output", Static).update(
-            literal(output) if not error else literal(f"error: {error}", "red"))
-        self.query_one("#item-verdicts", Static).update(verdict_text(verdicts))
+        streaming = getattr(self, "_key", None)
+        # Another item streaming (a batched backend): this one goes to the log only.
+        if streaming is None or streaming == key:
+            if streaming is None:
+                self.begin(run_id, key, prompt)
+            self._key = None
+            self._output = output
+            self.query_one("#item-output", Static).update(
+                literal(output) if not error else literal(f"error: {error}", "red"))
+            self.query_one("#item-verdicts", Static).update(verdict_text(verdicts))
         line = Text(f"r{run_id} ", style="dim")
         line.append(visible(key))
         line.append("  ")
@@ -66,4 +71,4 @@ class Transcript(Vertical):
         self.query_one("#item-log", RichLog).write(line)
 
     def note(self, text: str, style: str = "dim") -> None:
-        self.query_one("#item-log", RichLog).write(Text(text, style=style))
+        self.query_one("#item-log", RichLog).write(literal(text, style))

@@ -1,0 +1,44 @@
+"""The bridge from engine events to interface messages, without an interface."""
+
+from saferlab.engine import events as ev
+from saferlab.engine.types import GenerationResult, Item
+from saferlab.tui import messages as msg
+from saferlab.tui.bridge import Bridge
+
+from .tui_helpers import ticking_clock
+
+
+def item(key):
+    return Item(key=key, suite="harmful", kind="harmful", prompt=f"request {key}")
+
+
+def test_interleaved_tokens_of_a_batch_show_one_item_at_a_time():
+    posted = []
+    bridge = Bridge(posted.append, [], clock=ticking_clock(0.02))
+    bridge(ev.SessionStarted(1, 1, 2))
+    for i in range(10):  # two items decoded together, tokens interleaved
+        bridge(ev.TokenGenerated(1, "a", f"a{i} "))
+        bridge(ev.TokenGenerated(1, "b", f"b{i} "))
+    bridge(ev.ItemJudged(1, item("a"), GenerationResult("a", text="A"), ()))
+    bridge(ev.TokenGenerated(1, "b", "b10 "))
+    bridge(ev.ItemJudged(1, item("b"), GenerationResult("b", text="B"), ()))
+    began = [m.key for m in posted if isinstance(m, msg.ItemBegan)]
+    streamed = [m for m in posted if isinstance(m, msg.TokensStreamed)]
+    assert began == ["a", "b"]
+    assert all(m.key == "a" for m in streamed if "a" in m.text)
+    assert "".join(m.text for m in streamed if m.key == "a").startswith("a0 a1")
+    assert all(m.key == "b" for m in streamed if "b" in m.text)
+    # b's tokens waited for their turn, then came together.
+    assert "".join(m.text for m in streamed if m.key == "b").startswith("b0 b1")
+    progress = [m for m in posted if isinstance(m, msg.ProgressChanged)]
+    assert progress[-1].done == 2 and progress[-1].total == 2 and progress[-1].tokens_per_s
+
+
+def test_flushes_are_spaced_not_per_token():
+    posted = []
+    bridge = Bridge(posted.append, [], clock=ticking_clock(0.001))
+    bridge(ev.SessionStarted(1, 1, 1))
+    for i in range(200):
+        bridge(ev.TokenGenerated(1, "a", "x"))
+    streamed = [m for m in posted if isinstance(m, msg.TokensStreamed)]
+    assert 2 <= len(streamed) <= 10  # about every 50 ms of (fake) time
