@@ -253,3 +253,15 @@ def test_adapter_toggles_list_what_the_backend_loads(tmp_path):
     assert [a["name"] for a in adapters_for(store, "hf:/models/x")] == ["safety-peft"]
     assert [a["name"] for a in adapters_for(store, "openai:http://h/v1#m")] == ["served"]
     assert adapters_for(store, "fake:mixed") == []
+
+
+def test_the_interface_starts_without_heavy_libraries():
+    import subprocess
+    import sys
+
+    code = ("import sys; import saferlab.tui.cli, saferlab.tui.app, saferlab.tui.screens.main, "
+            "saferlab.tui.screens.compare, saferlab.tui.screens.history, saferlab.db; "
+            "heavy = [m for m in ('torch', 'transformers', 'llama_cpp', 'pandas', 'numpy', "
+            "'matplotlib', 'faker') if m in sys.modules]; print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
