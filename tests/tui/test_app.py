@@ -238,8 +238,12 @@ def test_the_last_choices_are_restored(tmp_path):
             assert screen.query_one("#mod-safety-demos", Checkbox).value is False
             assert screen.query_one("#sample", Input).value == "7"
             assert "fake:refuse" in str(screen.query_one("#model-line").render())
+            # A change is saved at once, not only when a batch is fired.
+            screen.query_one("#reasoning", Select).value = "step-back"
+            await pilot.pause()
 
     run(flow())
+    assert load_settings(tmp_path / "tui.json").reasoning == "step-back"
 
 
 def test_adapter_toggles_list_what_the_backend_loads(tmp_path):

@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 from textual.containers import VerticalScroll
+from textual.css.query import NoMatches
 from textual.content import Content
 from textual.widgets import Checkbox, Input, Label, Select, SelectionList
 
@@ -70,6 +71,26 @@ class ConfigPanel(VerticalScroll):
                                                          else "")), j["name"],
                                     j["name"] in s.judges) for j in self.catalog["judges"]],
                                  id="judges")
+
+    # Every change is kept at once, so the choices survive however the app ends.
+    def _changed(self) -> None:
+        try:
+            self.read()
+        except NoMatches:  # still composing
+            return
+        self.app.save()
+
+    def on_select_changed(self) -> None:
+        self._changed()
+
+    def on_checkbox_changed(self) -> None:
+        self._changed()
+
+    def on_selection_list_selected_changed(self) -> None:
+        self._changed()
+
+    def on_input_changed(self) -> None:
+        self._changed()
 
     def show_adapters(self, adapters: list[dict[str, Any]]) -> None:
         """The adapters registered for the chosen model whose kind its backend loads."""
