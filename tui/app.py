@@ -62,6 +62,10 @@ class LabApp(App):
     def on_ready(self) -> None:
         import os
 
+        from .screens.main import MainScreen
+
+        if self.autoload and isinstance(self.screen, MainScreen):
+            self.screen.autoload()
         # For the startup figure: the first frame is on screen; how long since exec?
         if os.environ.get("SAFERLAB_TUI_EXIT_ON_READY"):
             age = process_age()

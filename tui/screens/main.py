@@ -81,15 +81,17 @@ class MainScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        app = self.app
         self._state = "not loaded"
         self._summary = None
         self._refresh_model()
         self._show_adapters()
-        if app.autoload:
-            self._state = "loading"
-            self._refresh_model()
-            app.load_model(app.settings.model, self)
+
+    def autoload(self) -> None:
+        """Load the last model; called once the first frame is up, so loading (a native
+        library, a file map) never delays it."""
+        self._state = "loading"
+        self._refresh_model()
+        self.app.load_model(self.app.settings.model, self)
 
     # -- model ---------------------------------------------------------------------
 
