@@ -16,7 +16,7 @@ from saferlab.engine.plan import RunPlan
 
 from . import messages as msg
 
-FLUSH_S = 0.05
+FLUSH_S = 0.1  # ~10 repaints a second: live, and the decoder keeps the CPU
 
 
 class Bridge:

@@ -44,6 +44,24 @@ def test_acceptance_sweep(saferlab_home):
             assert m["n"] == 5 and m["low"] <= m["value"] <= m["high"]
     rows = counts(saferlab_home / "saferlab.db")
     assert [(n, ok, verdicts) for _, n, ok, verdicts in rows] == [(15, 15, 15)] * 4
+    # The real session leaves the lab and comes back: redacted HTML, and a JSONL round trip.
+    html = saferlab_home / "s.html"
+    out = subprocess.run(SAFERLAB + ["export", "-o", str(html), "--redact"], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    page = html.read_text()
+    assert "<svg" in page and "<script" not in page and page.count("<details>") == 60 + 1
+    with sqlite3.connect(saferlab_home / "saferlab.db") as conn:
+        secrets = [json.loads(j).get("secret") for (j,) in conn.execute(
+            "SELECT item_json FROM items WHERE kind = 'privacy'")]
+    assert secrets and not [s for s in secrets if s and s.lower() in page.lower()]
+    jsonl = saferlab_home / "s.jsonl"
+    subprocess.run(SAFERLAB + ["export", "-o", str(jsonl)], check=True, timeout=120,
+                   capture_output=True)
+    copy = saferlab_home / "copy.db"
+    subprocess.run(SAFERLAB + ["import", str(jsonl), "--db", str(copy)], check=True,
+                   timeout=120, capture_output=True)
+    assert counts(copy) == rows
 
 
 def test_sigkill_then_resume_generates_every_item_once(saferlab_home):
