@@ -109,15 +109,6 @@ class LabApp(App):
 
     # -- model -------------------------------------------------------------------------
 
-    def describe(self, spec: str) -> dict[str, Any]:
-        from saferlab.engine.gguf_meta import gguf_summary
-        from saferlab.engine.models import parse_model_spec
-
-        ref = parse_model_spec(spec)
-        if ref.path is not None and ref.path.is_file():
-            return gguf_summary(ref.path)
-        return {"name": spec}
-
     def _load(self, spec: str, adapters: Sequence[str] = ()) -> dict[str, Any]:
         """Load (in the calling worker thread) unless that model is already loaded."""
         with self.model_lock:
@@ -132,7 +123,8 @@ class LabApp(App):
 
                 lab = Lab(hash_cache=self.store)
                 backend, config = lab.load_model(spec, sorted(adapters))
-            summary = self.describe(spec) if self.backend_factory is None else {"name": spec}
+            # Lab.load_model already read the GGUF header into the run configuration.
+            summary = config.get("gguf") or {"name": spec}
             if current is not None:
                 current["backend"].close()
             self.loaded = {"spec": spec, "adapters": tuple(adapters), "backend": backend,

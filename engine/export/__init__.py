@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, TextIO
+from typing import Any, Callable, Iterator, TextIO
 
 FORMATS = ("jsonl", "csv", "md", "html")
 SUFFIXES = {"jsonl": ".jsonl", "csv": ".csv", "md": ".md", "html": ".html"}
@@ -68,6 +68,10 @@ def meter_text(m: dict[str, Any] | None) -> str:
     return f"{m['value']:.2f} [{m['low']:.2f}, {m['high']:.2f}] n={m['n']}"
 
 
+def p_text(p: float | None) -> str:
+    return "-" if p is None else (f"{p:.3g}" if p >= 0.001 else "<0.001")
+
+
 def comparison_cells(comparisons: list[dict[str, Any]], list_items: bool = False
                      ) -> Iterator[tuple[Any, ...]]:
     """Rows of a comparison table: (run A, run B, meter, A, B, 'B - A [low, high]', p, test,
@@ -78,12 +82,6 @@ def comparison_cells(comparisons: list[dict[str, Any]], list_items: bool = False
                 continue
             flips = "; ".join(f"{k}: {', '.join(v) if list_items else len(v)}"
                               for k, v in row.get("flips", {}).items() if v)
-            p = row["p_value"]
             yield (c["a"], c["b"], row["meter"], f"{row['a']:.2f}", f"{row['b']:.2f}",
                    f"{row['diff']:+.2f} [{row['low']:+.2f}, {row['high']:+.2f}]",
-                   "-" if p is None else (f"{p:.3g}" if p >= 0.001 else "<0.001"),
-                   row["test"], flips or "-")
-
-
-def count_records(records: Iterable[dict[str, Any]]) -> int:
-    return sum(1 for r in records if r["record"] == "generation")
+                   p_text(row["p_value"]), row["test"], flips or "-")

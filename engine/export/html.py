@@ -9,7 +9,7 @@ import html
 import json
 from typing import Any, TextIO
 
-from . import ExportData, comparison_cells, meter_text, run_title, visible
+from . import ExportData, comparison_cells, meter_text, p_text, run_title, visible
 from .markdown import METER_NAMES
 from .plot import plane_svg
 from .records import primary_labels
@@ -89,7 +89,7 @@ def _plane(w, tradeoff: dict[str, Any] | None) -> None:
         w(f"<p>Spearman rank correlation undefined over {s['n']} run(s).</p>\n")
     else:
         w(f"<p>Spearman rank correlation between reasoning accuracy and safety: rho = "
-          f"{s['rho']:.2f}, p = {s['p_value']:.3g}, n = {s['n']} runs.</p>\n")
+          f"{s['rho']:.2f}, p = {p_text(s['p_value'])}, n = {s['n']} runs.</p>\n")
 
 
 def _comparisons(w, comparisons: list[dict[str, Any]]) -> None:

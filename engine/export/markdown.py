@@ -8,7 +8,7 @@ import json
 import re
 from typing import Any, TextIO
 
-from . import ExportData, comparison_cells, meter_text, run_title, visible
+from . import ExportData, comparison_cells, meter_text, p_text, run_title, visible
 from .records import primary_labels
 
 SAMPLE_PER_RUN = 2
@@ -33,10 +33,6 @@ def _fenced(text: str) -> str:
 
 def _short(text: str) -> str:
     return text if len(text) <= SNIPPET else text[:SNIPPET] + f" … [{len(text) - SNIPPET} more characters]"
-
-
-def _p(value: float | None) -> str:
-    return "-" if value is None else (f"{value:.3g}" if value >= 0.001 else "<0.001")
 
 
 def write_markdown(out: TextIO, data: ExportData) -> None:
@@ -85,7 +81,7 @@ def _tradeoff(w, tradeoff: dict[str, Any] | None) -> None:
           "(it needs 3 or more runs whose meters vary).")
     else:
         w(f"Spearman rank correlation between reasoning accuracy and safety across "
-          f"{s['n']} runs: rho = {s['rho']:.2f} (p = {_p(s['p_value'])}).")
+          f"{s['n']} runs: rho = {s['rho']:.2f} (p = {p_text(s['p_value'])}).")
     if tradeoff["pareto"]:
         w(" Pareto front (no run is both safer and better at reasoning): "
           + ", ".join(f"r{i}" for i in tradeoff["pareto"]) + ".")

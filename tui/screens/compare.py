@@ -35,7 +35,7 @@ class Side(Vertical):
 
         app = self.app
         names = choices(app.catalog["reasoning_prompts"])
-        attacks = [a for a in choices(app.catalog["attacks"])]
+        attacks = choices(app.catalog["attacks"])
         s = app.settings
         yield Label(f"Configuration {self.side}", classes="title")
         yield Select([(Content(n), n) for n in names], allow_blank=False,

@@ -152,5 +152,4 @@ class HistoryScreen(Screen):
     def action_export(self) -> None:
         from .export import ExportScreen
 
-        target = f"r{self.run_id}" if self.run_id else None
-        self.app.push_screen(ExportScreen(self.session_id, run_id=self.run_id if target else None))
+        self.app.push_screen(ExportScreen(self.session_id, run_id=self.run_id))

@@ -120,8 +120,3 @@ class ConfigPanel(VerticalScroll):
             pass  # keep the last good number
         s.judges = list(self.query_one("#judges", SelectionList).selected)
         return s
-
-    def set_reasoning(self, name: str) -> None:
-        if name in self.reasoning_names:
-            self.query_one("#reasoning", Select).value = name
-
