@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any, Iterator, TextIO
 
+from saferlab.engine.adapter_refs import registry_key
 from saferlab.engine.errors import EXIT_USAGE, SaferlabError
 from saferlab.engine.export.records import RunContext, generation_record, pending_record
 from saferlab.engine.export.redact import Redactor
@@ -68,7 +69,7 @@ def session_rows(store: Store, session_ids: list[int]) -> list[dict[str, Any]]:
 
 
 def adapter_rows(store: Store, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    paths = sorted({a.get("path") or f"served:{a['name']}" for run in runs
+    paths = sorted({registry_key(a) for run in runs
                     for a in run["config"].get("adapters", {}).values()})
     if not paths:
         return []

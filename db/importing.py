@@ -115,7 +115,9 @@ def import_jsonl(store: Store, path: Path) -> dict[str, Any]:
                 run_map[r["id"]] = db["runs"].insert(row).last_pk
                 counts["runs"] += 1
             for a in manifest.get("adapters", []):
-                db["adapters"].insert(a, ignore=True)
+                # the training that made an adapter is the exporting database's, not this one's
+                db["adapters"].insert({k: v for k, v in a.items() if k != "training_id"},
+                                      ignore=True)
             for record in records:
                 kind = record["record"]
                 if kind not in ("generation", "pending"):

@@ -130,10 +130,61 @@ M004_ADAPTERS = """
         );
 """
 
+M005_TRAININGS = """
+        CREATE TABLE trainings (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            created_utc TEXT NOT NULL,
+            finished_utc TEXT,
+            status TEXT NOT NULL DEFAULT 'running',
+            model TEXT NOT NULL,
+            model_sha256 TEXT,
+            on_adapters TEXT,
+            config_json TEXT NOT NULL,
+            data_sha256 TEXT NOT NULL,
+            n_examples INTEGER NOT NULL,
+            steps INTEGER,
+            duration_ms REAL,
+            tokens_per_s REAL,
+            peak_rss_mb REAL,
+            final_loss REAL,
+            adapter_path TEXT,
+            adapter_sha256 TEXT,
+            gguf_path TEXT,
+            gguf_sha256 TEXT,
+            result_json TEXT,
+            error TEXT
+        );
+        CREATE TABLE training_examples (
+            training_id INTEGER NOT NULL REFERENCES trainings(id),
+            position INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            source TEXT NOT NULL,
+            regime TEXT NOT NULL,
+            messages_json TEXT NOT NULL,
+            prompt_hash TEXT NOT NULL,
+            PRIMARY KEY (training_id, position)
+        );
+        CREATE TABLE training_steps (
+            training_id INTEGER NOT NULL REFERENCES trainings(id),
+            step INTEGER NOT NULL,
+            loss REAL,
+            learning_rate REAL,
+            tokens INTEGER,
+            elapsed_ms REAL,
+            created_utc TEXT NOT NULL,
+            PRIMARY KEY (training_id, step)
+        );
+        ALTER TABLE adapters ADD COLUMN origin TEXT;
+        ALTER TABLE adapters ADD COLUMN training_id INTEGER REFERENCES trainings(id);
+        ALTER TABLE adapters ADD COLUMN on_adapters TEXT;
+"""
+
 # Each is applied in one transaction together with its row in _migrations.
 MIGRATIONS: list[tuple[str, str]] = [
     ("m001_initial", M001_INITIAL),
     ("m002_turns", M002_TURNS),
     ("m003_parts_and_labels", M003_PARTS_AND_LABELS),
     ("m004_adapters", M004_ADAPTERS),
+    ("m005_trainings", M005_TRAININGS),
 ]

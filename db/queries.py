@@ -109,7 +109,8 @@ def list_runs(store: Store, limit: int | None = None) -> list[dict[str, Any]]:
         out.append({
             "id": row["id"], "session_id": row["session_id"], "created_utc": row["created_utc"],
             "status": row["status"], "model": row["model"], "reasoning": row["reasoning"],
-            "attack": row["attack"], "items": row["n_items"], "generated": row["generated"],
+            "attack": row["attack"], "adapter": json.loads(row["config_json"]).get("adapter"),
+            "items": row["n_items"], "generated": row["generated"],
             "meters": json.loads(row["meters_json"]) if row["meters_json"] else {},
             "error": row["error"],
         })

@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from saferlab.engine.adapter_refs import registry_key
 from saferlab.engine.errors import EXIT_DATABASE, SaferlabError
 from saferlab.engine.protocols import Turn
 from saferlab.engine.types import GenerationResult, Item, Message, Meter, Verdict
@@ -215,13 +216,17 @@ class Store:
         now = utc_now()
         self.db.execute(
             "INSERT INTO adapters (path, name, kind, base_model, sha256, registered_utc, "
-            "last_used_utc) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (path) DO UPDATE SET "
+            "last_used_utc, origin, training_id, on_adapters) VALUES (?, ?, ?, ?, ?, ?, ?, ?, "
+            "?, ?) ON CONFLICT (path) DO UPDATE SET "
             "name = excluded.name, kind = excluded.kind, base_model = excluded.base_model, "
             "sha256 = excluded.sha256, last_used_utc = COALESCE(excluded.last_used_utc, "
-            "adapters.last_used_utc)",
-            [adapter.get("path") or f"served:{adapter['name']}", adapter["name"],
+            "adapters.last_used_utc), origin = COALESCE(adapters.origin, excluded.origin), "
+            "training_id = COALESCE(excluded.training_id, adapters.training_id), "
+            "on_adapters = COALESCE(excluded.on_adapters, adapters.on_adapters)",
+            [registry_key(adapter), adapter["name"],
              adapter.get("kind", "served"), adapter.get("base_model"), adapter.get("sha256"),
-             now, now if used else None])
+             now, now if used else None, adapter.get("origin"), adapter.get("training_id"),
+             adapter.get("on")])
 
     def register_adapter(self, adapter: dict[str, Any]) -> None:
         """Remember an adapter (PEFT folder or GGUF LoRA) for `saferlab adapters` and the TUI."""

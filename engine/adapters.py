@@ -76,7 +76,7 @@ def check_gguf_lora(path: str | Path) -> dict[str, Any]:
     try:
         with file.open("rb") as fh:
             head = fh.read(4)
-            meta = _gguf_metadata(fh) if head == GGUF_MAGIC else {}
+            meta = gguf_metadata(fh) if head == GGUF_MAGIC else {}
     except OSError as exc:
         raise SaferlabError(f"cannot read LoRA file {file}: {exc.strerror}", EXIT_MODEL) from None
     except (struct.error, ValueError, UnicodeDecodeError):
@@ -110,7 +110,7 @@ _GGUF_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 
 _GGUF_STRING, _GGUF_ARRAY = 8, 9
 
 
-def _gguf_metadata(fh: BinaryIO) -> dict[str, Any]:
+def gguf_metadata(fh: BinaryIO) -> dict[str, Any]:
     """The scalar and string key-values of a GGUF header (after the magic); arrays, such as a
     model's vocabulary, are skipped."""
 

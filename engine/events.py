@@ -86,3 +86,41 @@ Emit = Callable[[Event], None]
 
 def ignore(_: Event) -> None:
     """An emit that drops everything."""
+
+
+# -- fine-tuning -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TrainingStarted(Event):
+    training_id: int
+    name: str
+    total_steps: int
+    examples: int
+    done_steps: int = 0  # steps a resumed training already has
+
+
+@dataclass(frozen=True)
+class TrainingStage(Event):
+    """A stage before or after the steps: loading, answering keep data, saving, converting."""
+
+    training_id: int | None
+    text: str
+
+
+@dataclass(frozen=True)
+class TrainingStep(Event):
+    training_id: int
+    step: int
+    total_steps: int
+    loss: float | None
+    learning_rate: float | None
+    tokens: int  # tokens trained on in this call so far (padding excluded)
+    tokens_per_s: float | None
+    eta_s: float | None
+
+
+@dataclass(frozen=True)
+class TrainingFinished(Event):
+    training_id: int
+    status: str  # "finished", "interrupted" or "failed"
+    adapter_path: str | None = None

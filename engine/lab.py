@@ -6,7 +6,9 @@ import threading
 from importlib import metadata
 from typing import Any, Sequence
 
+from .adapter_refs import to_load
 from .backends import Backend, load_backend
+from .backends.base import AdapterArg
 from .errors import EXIT_MODEL, SaferlabError
 from .events import Emit, ignore
 from .environment import environment
@@ -40,9 +42,11 @@ class Lab:
     def plan(self, spec: SessionSpec) -> list[RunPlan]:
         return plan_session(spec)
 
-    def load_model(self, spec: str, adapters: Sequence[str] = ()) -> tuple[Backend, dict[str, Any]]:
-        """Load a model (with its adapters, loaded once beside the base) and describe it for
-        the run configuration (path, digest, versions)."""
+    def load_model(self, spec: str, adapters: Sequence[AdapterArg] = ()
+                   ) -> tuple[Backend, dict[str, Any]]:
+        """Load a model (with its adapters, loaded once beside the base: paths, or (name,
+        path) pairs as :func:`~saferlab.engine.adapter_refs.to_load` gives them) and describe
+        it for the run configuration (path, digest, versions)."""
         ref = parse_model_spec(spec)
         options = dict(self.backend_options)
         if adapters:
@@ -65,9 +69,10 @@ class Lab:
             raise SaferlabError(f"one model per session, got {sorted(models)}")
         owned = backend is None
         if backend is None:
-            adapters = {a["path"] or a["name"] for p in plans
-                        for a in p.extra_config.get("adapters", {}).values()}
-            backend, model_config = self.load_model(models.pop(), sorted(adapters))
+            adapters: dict[str, dict[str, Any]] = {}
+            for plan in plans:
+                adapters |= plan.extra_config.get("adapters", {})
+            backend, model_config = self.load_model(models.pop(), to_load(adapters))
         else:
             model_config = dict(model_config or {"backend": backend.info()})
         model_config |= {"saferlab_version": saferlab_version(),

@@ -12,7 +12,8 @@ from .judging import needs_model
 from .library import file_sha256
 from .prompting import Recipe
 from .suites import load_suite, sample, suite_files
-from .types import DecodingParams, Item, Message
+from .adapter_refs import resolve_stacks
+from .types import AdapterStack, DecodingParams, Item, Message
 
 
 @dataclass(frozen=True)
@@ -27,8 +28,9 @@ class SessionSpec:
     modifiers: tuple[str, ...] = ()
     attacker: str | None = None  # the attacker model of iterative attacks; None: the target
     judge_model: str | None = None  # the model that model judges (llm-judge, ...) ask
-    # LoRA adapters of the target: PEFT folders (hf:), GGUF LoRA files (GGUF models) or
-    # served model names (openai:). Each adds runs with that adapter beside the base model.
+    # LoRA adapters of the target: PEFT folders (hf:), GGUF LoRA files (GGUF models), names of
+    # adapters saferlab made, served model names (openai:), or stacks of them with scales
+    # ("aligned+cot@0.5"). Each adds runs with that stack beside the base model.
     adapters: tuple[str, ...] = ()
     limit: int | None = None
     seed: int = 0
@@ -51,7 +53,11 @@ class RunSpec:
     modifiers: tuple[str, ...] = ()
     attacker: str | None = None
     judge_model: str | None = None
-    adapter: str | None = None  # the adapter active in this run; None: the base model
+    adapter: str | None = None  # the key of the adapter stack of this run; None: the base
+
+    @property
+    def adapter_stack(self) -> AdapterStack | None:
+        return AdapterStack.parse(self.adapter) if self.adapter else None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -132,9 +138,9 @@ def plan_session(spec: SessionSpec) -> list[RunPlan]:
         items += sample(load_suite(suite, spec.seed), spec.limit, spec.seed)
     if not items:
         raise SaferlabError("the chosen suites hold no items", EXIT_USAGE)
-    adapters = describe_adapters(spec.model, spec.adapters)
+    stacks, adapters = resolve_stacks(spec.model, spec.adapters) if spec.adapters else ([], {})
     plans = []
-    for recipe, adapter in itertools.product(recipes, [None, *adapters]):
+    for recipe, adapter in itertools.product(recipes, [None, *stacks]):
         run_spec = RunSpec(model=spec.model, reasoning=recipe.reasoning.label,
                            attack=recipe.attack.label, suites=suites, limit=spec.limit,
                            seed=spec.seed, params=spec.params,
@@ -151,31 +157,3 @@ def plan_session(spec: SessionSpec) -> list[RunPlan]:
             extra["attack_coverage"] = coverage
         plans.append(RunPlan(run_spec, planned, extra_config=extra, recipe=recipe))
     return plans
-
-
-def describe_adapters(model: str, adapters: tuple[str, ...]) -> dict[str, dict[str, Any]]:
-    """Adapters by name with their path, base model and digest, checked before any model
-    loads. The backend of ``model`` decides what an adapter is."""
-    if not adapters:
-        return {}
-    from .adapters import check_gguf_lora, check_peft_adapter
-    from .models import parse_model_spec
-
-    scheme = parse_model_spec(model).scheme
-    out: dict[str, dict[str, Any]] = {}
-    for text in dict.fromkeys(adapters):
-        if scheme == "openai":
-            # vLLM serves each LoRA adapter under a model name of its own.
-            info = {"name": text, "path": None, "base_model": model, "sha256": None,
-                    "kind": "served"}
-        elif scheme == "hf":
-            info = check_peft_adapter(text) | {"kind": "peft"}
-        elif scheme == "gguf":
-            info = check_gguf_lora(text) | {"kind": "gguf-lora"}
-        else:
-            raise SaferlabError(f"{model} takes no adapters", EXIT_USAGE)
-        if info["name"] in out:
-            raise SaferlabError(f"two adapters are named {info['name']!r}; rename a folder",
-                                EXIT_USAGE)
-        out[info["name"]] = info
-    return out

@@ -65,3 +65,37 @@ class NullRecorder:
 
     def finish_session(self, session_id, status) -> None:
         pass
+
+
+class TrainingRecorder(Protocol):
+    """Where a fine-tuning run is kept: its configuration and exact training set first, then
+    the loss of every step, then what it made."""
+
+    def start_training(self, config: dict[str, Any], examples: Sequence[dict[str, Any]],
+                       data_sha256: str) -> int: ...
+
+    def record_training_step(self, training_id: int, step: int, loss: float | None,
+                             learning_rate: float | None, tokens: int,
+                             elapsed_ms: float) -> None: ...
+
+    def finish_training(self, training_id: int, status: str, result: dict[str, Any]) -> None:
+        """``result``: duration, tokens/s, peak memory, the adapter's paths and sha256, or the
+        error; a finished training's adapters are registered too."""
+        ...
+
+
+class NullTrainingRecorder:
+    def __init__(self) -> None:
+        self.steps: list[tuple[int, float | None]] = []
+        self.results: dict[int, tuple[str, dict[str, Any]]] = {}
+        self._ids = itertools.count(1)
+
+    def start_training(self, config, examples, data_sha256) -> int:
+        return next(self._ids)
+
+    def record_training_step(self, training_id, step, loss, learning_rate, tokens,
+                             elapsed_ms) -> None:
+        self.steps.append((step, loss))
+
+    def finish_training(self, training_id, status, result) -> None:
+        self.results[training_id] = (status, result)

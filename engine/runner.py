@@ -145,24 +145,26 @@ class Runner:
             key = by_id[request_id].item.key if request_id in by_id else current["key"]
             self.emit(TokenGenerated(run_id, key, text))
 
-        params, adapter = plan.spec.params, plan.spec.adapter
+        params, adapter = plan.spec.params, plan.spec.adapter_stack
         if recipe.protocol == "single":
             # Greedy decoding is deterministic: a conversation already answered in this session
             # (a math item under each attack, which never touches it) is not decoded again.
             memo = self._memo if params.temperature == 0 else {}
             todo = []
             for p in pending:
-                if (p.messages, params, adapter) in memo:
-                    result = replace(memo[(p.messages, params, adapter)], request_id=p.item.id)
+                key = (p.messages, params.for_kind(p.item.kind), adapter)
+                if key in memo:
+                    result = replace(memo[key], request_id=p.item.id)
                     yield p, ItemOutcome(result, p.messages)
                 else:
                     todo.append(p)
-            requests = [GenerationRequest(p.item.id, p.messages, params, adapter=adapter)
-                        for p in todo]
+            requests = [GenerationRequest(p.item.id, p.messages, params.for_kind(p.item.kind),
+                                          adapter=adapter) for p in todo]
             for result in self.backend.generate(requests, self.cancel, on_token):
                 planned = by_id[result.request_id]
                 if result.error is None and result.finish_reason != FINISH_CANCELLED:
-                    memo[(planned.messages, params, adapter)] = result
+                    memo[(planned.messages, params.for_kind(planned.item.kind),
+                          adapter)] = result
                 yield planned, ItemOutcome(result, planned.messages)
             return
 
@@ -178,5 +180,5 @@ class Runner:
             if self.cancel.is_set():
                 return
             current["key"] = planned.item.key
-            yield planned, run_item(recipe, planned.item, planned.messages, talk, params,
-                                    panel.decide)
+            yield planned, run_item(recipe, planned.item, planned.messages, talk,
+                                    params.for_kind(planned.item.kind), panel.decide)

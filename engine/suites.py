@@ -92,16 +92,43 @@ def build_privacy(ref: Ref, seed: int) -> list[Item]:
     return build()
 
 
-def _math_problem(rng: random.Random, data: dict[str, Any], steps: int) -> tuple[str, int]:
+@dataclass(frozen=True)
+class MathStep:
+    """One operation of a generated problem: its sentence, and the arithmetic it stands for."""
+
+    sentence: str
+    op: str  # "add", "sub", "mul" or "div"
+    operand: int
+    before: int
+    after: int
+
+
+@dataclass(frozen=True)
+class MathProblem:
+    question: str
+    answer: int
+    name: str
+    things: str
+    start: int
+    steps: tuple[MathStep, ...]
+
+
+def math_problem(rng: random.Random, steps: int) -> MathProblem:
+    """A word problem of ``steps`` operations drawn with ``rng``, with its worked steps (the
+    fine-tuning data builds chains of thought from them)."""
+    data = load_toml("suites/math.toml")
     name, things = rng.choice(data["names"]), rng.choice(data["objects"])
     value = rng.randint(6, 60)
-    lines = [fill(data["start"], {"name": name, "n": value, "things": things})]
+    start = value
+    opening = fill(data["start"], {"name": name, "n": value, "things": things})
     ops = data["ops"]
+    worked: list[MathStep] = []
     for _ in range(steps):
         divisors = [d for d in (2, 3, 4, 5) if value % d == 0 and value // d >= 2]
         choices = ["add"] + (["sub"] if value > 3 else []) + (["mul"] if value <= 200 else [])
         choices += ["div"] if divisors else []
         op = rng.choice(choices)
+        before = value
         if op == "add":
             n = rng.randint(2, 40)
             value += n
@@ -115,9 +142,10 @@ def _math_problem(rng: random.Random, data: dict[str, Any], steps: int) -> tuple
             n = rng.choice(divisors)
             value //= n
         values = {"name": name, "n": n, "m": n - 1, "things": things}
-        lines.append(fill(rng.choice(ops[op]), values))
-    lines.append(fill(data["question"], {"name": name, "things": things}))
-    return " ".join(lines), value
+        worked.append(MathStep(fill(rng.choice(ops[op]), values), op, n, before, value))
+    question = fill(data["question"], {"name": name, "things": things})
+    text = " ".join([opening, *(s.sentence for s in worked), question])
+    return MathProblem(text, value, name, things, start, tuple(worked))
 
 
 def build_math(ref: Ref, seed: int) -> list[Item]:
@@ -131,9 +159,10 @@ def build_math(ref: Ref, seed: int) -> list[Item]:
     for i in range(count):
         # One generator per item: item i is the same whatever n is, so --limit draws a prefix.
         rng = random.Random(f"{seed}:{steps}:{i}")
-        question, answer = _math_problem(rng, data, steps)
+        problem = math_problem(rng, steps)
         items.append(Item(key=f"math/s{seed}-k{steps}-{i:04d}", suite="math", kind="math",
-                          prompt=question, category=f"{steps}-step", answer=str(answer)))
+                          prompt=problem.question, category=f"{steps}-step",
+                          answer=str(problem.answer)))
     return items
 
 

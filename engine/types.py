@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 Role = Literal["system", "user", "assistant"]
@@ -40,24 +40,100 @@ class DecodingParams:
     top_p: float = 1.0
     top_k: int = 0
     seed: int = 0
+    # Budgets for the items of some kinds, instead of max_tokens: (("math", 384),). A math
+    # answer needs room to reason; a refusal is read from an answer's opening.
+    max_tokens_by_kind: tuple[tuple[str, int], ...] = ()
+
+    def for_kind(self, kind: str) -> "DecodingParams":
+        """The parameters of one item of ``kind``: its own budget, if it has one."""
+        if not self.max_tokens_by_kind:
+            return self
+        budget = dict(self.max_tokens_by_kind).get(kind, self.max_tokens)
+        return replace(self, max_tokens=budget, max_tokens_by_kind=())
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if not self.max_tokens_by_kind:
+            del d["max_tokens_by_kind"]
+        else:
+            d["max_tokens_by_kind"] = dict(self.max_tokens_by_kind)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "DecodingParams":
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+        fields = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        if "max_tokens_by_kind" in fields:
+            fields["max_tokens_by_kind"] = tuple(sorted(
+                (str(k), int(v)) for k, v in dict(fields["max_tokens_by_kind"]).items()))
+        return cls(**fields)
+
+
+@dataclass(frozen=True)
+class AdapterUse:
+    """One adapter of a stack, by the name it was loaded under, with its scale."""
+
+    name: str
+    scale: float = 1.0
+
+    @property
+    def key(self) -> str:
+        return self.name if self.scale == 1.0 else f"{self.name}@{self.scale:g}"
+
+
+@dataclass(frozen=True)
+class AdapterStack:
+    """The LoRA adapters active together for a request, each with its scale: ``aligned``,
+    ``aligned+cot``, ``aligned+long-cot@0.5``. Its ``key`` is that text, the one name of the
+    combination in run configurations, the database and exports."""
+
+    uses: tuple[AdapterUse, ...]
+
+    @property
+    def key(self) -> str:
+        return "+".join(u.key for u in self.uses)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(u.name for u in self.uses)
+
+    @classmethod
+    def parse(cls, text: str) -> "AdapterStack":
+        """``NAME[@SCALE](+NAME[@SCALE])*``; raises ValueError for an empty name, a scale that
+        is not a number or a name given twice."""
+        uses = []
+        for part in text.split("+"):
+            name, at, scale = part.strip().partition("@")
+            name = name.strip()
+            if not name:
+                raise ValueError(f"empty adapter name in {text!r}")
+            try:
+                value = float(scale) if at else 1.0
+            except ValueError:
+                raise ValueError(f"adapter scale {scale.strip()!r} in {text!r} is not a "
+                                 "number") from None
+            if value != value or value in (float("inf"), float("-inf")):
+                raise ValueError(f"adapter scale in {text!r} must be finite")
+            uses.append(AdapterUse(name, value))
+        if len({u.name for u in uses}) != len(uses):
+            raise ValueError(f"an adapter is named twice in {text!r}")
+        return cls(tuple(uses))
 
 
 @dataclass(frozen=True)
 class GenerationRequest:
-    """One unit of a backend's work: a conversation and how to continue it."""
+    """One unit of a backend's work: a conversation and how to continue it. ``adapter`` is
+    the stack of LoRA adapters to apply (None: the base model); text such as
+    ``"aligned+cot@0.5"`` is parsed into an :class:`AdapterStack`."""
 
     id: str
     messages: tuple[Message, ...]
     params: DecodingParams = DecodingParams()
-    adapter: str | None = None
+    adapter: AdapterStack | None = None
     grammar: str | None = None  # GBNF; backends that cannot constrain decoding ignore it
+
+    def __post_init__(self) -> None:
+        if isinstance(self.adapter, str):
+            object.__setattr__(self, "adapter", AdapterStack.parse(self.adapter))
 
 
 @dataclass(frozen=True)

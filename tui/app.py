@@ -15,6 +15,7 @@ from textual.app import App
 from textual.binding import Binding
 from textual.message import Message
 
+from saferlab.engine.adapter_refs import resolve_stacks, to_load
 from saferlab.engine.errors import SaferlabError
 
 from . import messages as msg
@@ -109,7 +110,7 @@ class LabApp(App):
 
     # -- model -------------------------------------------------------------------------
 
-    def _load(self, spec: str, adapters: Sequence[str] = ()) -> dict[str, Any]:
+    def _load(self, spec: str, adapters: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
         """Load (in the calling worker thread) unless that model is already loaded."""
         with self.model_lock:
             current = self.loaded
@@ -131,10 +132,21 @@ class LabApp(App):
                            "config": config, "summary": summary}
             return self.loaded
 
+    def _chosen_adapters(self, spec: str) -> list[tuple[str, str]]:
+        """The adapters the lab's settings choose for ``spec``, to load beside it; none when
+        they no longer resolve (the batch itself then says why)."""
+        if spec != self.settings.model or not self.settings.adapters:
+            return []
+        try:
+            _, adapters = resolve_stacks(spec, self.settings.adapters, self.store)
+        except SaferlabError:
+            return []
+        return to_load(adapters)
+
     @work(thread=True, exclusive=True, exit_on_error=False, group="model")
     def load_model(self, spec: str, target: Any) -> None:
         try:
-            loaded = self._load(spec, self.settings.adapters if spec == self.settings.model else ())
+            loaded = self._load(spec, self._chosen_adapters(spec))
         except SaferlabError as exc:
             target.post_message(msg.ModelFailed(spec, exc.message))
             return
@@ -165,9 +177,10 @@ class LabApp(App):
         post: Callable[[Message], Any] = target.post_message
         ended = msg.BatchEnded(None, "failed", "the batch ended unexpectedly")
         try:
-            adapters = sorted({a.get("path") or a["name"] for p in plans
-                               for a in p.extra_config.get("adapters", {}).values()})
-            loaded = self._load(plans[0].spec.model, adapters)
+            adapters: dict[str, Any] = {}
+            for plan in plans:
+                adapters |= plan.extra_config.get("adapters", {})
+            loaded = self._load(plans[0].spec.model, to_load(adapters))
             post(msg.ModelLoaded(loaded["spec"], loaded["summary"]))
             bridge = Bridge(post, plans, self.clock)
             lab = Lab(recorder=self.store, emit=bridge, hash_cache=self.store)

@@ -58,6 +58,7 @@ def run(
     limit: Optional[int] = typer.Option(None, "--limit", "-n", min=1, help="Items drawn from each suite."),
     seed: int = typer.Option(0, "--seed", help="Seed for sampling, the math generator and decoding."),
     max_tokens: int = typer.Option(256, "--max-tokens", min=1, help="Tokens generated per item at most."),
+    max_tokens_for: List[str] = typer.Option([], "--max-tokens-for", help="KIND=N: another budget for items of one kind (harmful, benign, math, privacy), e.g. math=512; repeatable."),
     temperature: float = typer.Option(0.0, "--temperature", min=0.0, help="0 decodes greedily."),
     judge: List[str] = typer.Option([], "--judge", "-j", help="Judges, the first of each meter primary (default: refusal-heuristic, refusal-keywords, answer-match, pii-leak)."),
     judge_model: Optional[str] = typer.Option(None, "--judge-model", help="Model for llm-judge, strongreject and llama-guard."),
@@ -87,7 +88,8 @@ def run(
             model=model, reasoning=tuple(reasoning), attacks=tuple(attack), suites=tuple(suite),
             modifiers=tuple(modifier), attacker=attacker_model, judge_model=judge_model,
             adapters=tuple(adapter), limit=limit, seed=seed, judges=tuple(judge) or DEFAULT_JUDGES,
-            params=DecodingParams(max_tokens=max_tokens, temperature=temperature, seed=seed))
+            params=DecodingParams(max_tokens=max_tokens, temperature=temperature, seed=seed,
+                                  max_tokens_by_kind=kind_budgets(max_tokens_for)))
         plans = Lab().plan(spec)
         if dry_run:
             render.dry_run(plans, as_json)
@@ -113,6 +115,20 @@ def run(
         raise typer.Exit(EXIT_CANCELLED)
 
 
+def kind_budgets(texts: List[str]) -> tuple[tuple[str, int], ...]:
+    """``["math=512"]`` as DecodingParams.max_tokens_by_kind."""
+    from saferlab.engine.suites import KINDS
+
+    budgets = {}
+    for text in texts:
+        kind, _, number = text.partition("=")
+        if kind.strip() not in KINDS or not number.strip().isdigit() or int(number) < 1:
+            raise SaferlabError(f"--max-tokens-for takes KIND=N with KIND one of "
+                                f"{', '.join(KINDS)}, not {text!r}", EXIT_USAGE)
+        budgets[kind.strip()] = int(number)
+    return tuple(sorted(budgets.items()))
+
+
 def execute(store, plans: list, session_id: Optional[int],
             backend_options: Optional[dict] = None):
     """Run plans with a progress bar on stderr; Ctrl-C cancels cleanly. ``store`` None keeps
@@ -130,7 +146,9 @@ def execute(store, plans: list, session_id: Optional[int],
                               cancel, err)
 
 
-def _run_in_thread(work: Callable[[], Any], cancel: threading.Event, err: Console) -> Any:
+def _run_in_thread(work: Callable[[], Any], cancel: threading.Event, err: Console,
+                   stopping: str = "cancelling after the current token (Ctrl-C again to quit "
+                                   "now)") -> Any:
     """Run the session in a worker so Ctrl-C lands here and becomes a clean cancel."""
     box: dict[str, Any] = {}
     finished = threading.Event()
@@ -153,7 +171,7 @@ def _run_in_thread(work: Callable[[], Any], cancel: threading.Event, err: Consol
             if cancel.is_set():
                 raise
             cancel.set()
-            err.print("cancelling after the current token (Ctrl-C again to quit now)")
+            err.print(stopping)
     if "error" in box:
         raise box["error"]
     return box["value"]
@@ -216,13 +234,13 @@ app.add_typer(adapters_app, name="adapters")
 @handles_errors
 def adapters_list(ctx: typer.Context, db: Optional[Path] = DbOption,
                   as_json: bool = typer.Option(False, "--json")) -> None:
-    """Registered adapters with their base model and hash (runs register theirs)."""
+    """Adapters: shipped with saferlab, trained by saferlab finetune (with the training that
+    made them), and registered (runs register theirs); one row per format."""
     if ctx.invoked_subcommand is not None:
         return
-    rows = list(open_store(db).query(
-        "SELECT name, kind, path, base_model, sha256, registered_utc, last_used_utc "
-        "FROM adapters ORDER BY name"))
-    output(rows, as_json, render.adapters_table)
+    from saferlab.db.adapters import all_adapters
+
+    output(all_adapters(open_store(db)), as_json, render.adapters_table)
 
 
 @adapters_app.command("add")
@@ -279,11 +297,14 @@ def db_path(db: Optional[Path] = DbOption) -> None:
 
 
 def _register() -> None:
-    from . import cli_analysis, cli_exchange
+    from . import cli_analysis, cli_exchange, cli_finetune
 
     for command in (cli_analysis.judge, cli_analysis.label, cli_analysis.report,
-                    cli_analysis.compare, cli_analysis.tradeoff):
+                    cli_analysis.compare, cli_analysis.tradeoff, cli_finetune.finetune,
+                    cli_finetune.trainings):
         app.command()(command)
+    cli_analysis.experiment_app.command("finetune")(cli_finetune.experiment_finetune)
+    cli_analysis.experiment_app.command("report")(cli_finetune.experiment_report)
     app.add_typer(cli_analysis.experiment_app, name="experiment")
     app.command("export")(cli_exchange.export)
     app.command("import")(cli_exchange.import_)

@@ -61,3 +61,64 @@ class ProgressView:
             self.console.print(f"{self.run_labels.get(event.run_id, event.run_id)}: {event.status}")
         elif isinstance(event, SessionFinished) and self.task is not None:
             self.progress.stop()
+
+
+class TrainingView:
+    """A fine-tuning run's progress bar: step, loss, tokens/s and ETA; stages as lines."""
+
+    def __init__(self, console: Console, enabled: bool) -> None:
+        from rich.progress import SpinnerColumn
+
+        self.console = console
+        self.enabled = enabled
+        self.progress = Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(), TextColumn("eta {task.fields[eta]}"), console=console,
+            transient=False, disable=not enabled)
+        self.task: TaskID | None = None
+        self.lock = threading.Lock()
+
+    def __enter__(self) -> "TrainingView":
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.__exit__(*exc)
+
+    def __call__(self, event: Event) -> None:
+        from saferlab.engine.events import (TrainingFinished, TrainingStage, TrainingStarted,
+                                            TrainingStep)
+
+        with self.lock:
+            if not self.enabled:  # a log file: a plain line per stage and every 10 steps
+                self._plain(event)
+            elif isinstance(event, TrainingStage):
+                self.progress.console.print(event.text)
+            elif isinstance(event, TrainingStarted):
+                self.task = self.progress.add_task(
+                    f"t{event.training_id} {event.name}", total=event.total_steps,
+                    completed=event.done_steps, loss="-", rate="", eta="-")
+            elif isinstance(event, TrainingStep) and self.task is not None:
+                eta = "-" if event.eta_s is None else time.strftime(
+                    "%H:%M:%S", time.gmtime(event.eta_s))
+                self.progress.update(
+                    self.task, completed=event.step,
+                    loss="-" if event.loss is None else f"{event.loss:.3f}",
+                    rate=f"{event.tokens_per_s:.0f} tok/s" if event.tokens_per_s else "",
+                    eta=eta)
+            elif isinstance(event, TrainingFinished) and self.task is not None:
+                self.progress.stop()
+
+    def _plain(self, event: Event) -> None:
+        from saferlab.engine.events import TrainingStage, TrainingStep
+
+        if isinstance(event, TrainingStage):
+            self.console.print(event.text, highlight=False, markup=False)
+        elif isinstance(event, TrainingStep) and (event.step % 10 == 0
+                                                  or event.step == event.total_steps):
+            rate = f", {event.tokens_per_s:.0f} tok/s" if event.tokens_per_s else ""
+            eta = f", eta {event.eta_s / 60:.1f} min" if event.eta_s is not None else ""
+            loss = "-" if event.loss is None else f"{event.loss:.3f}"
+            self.console.print(f"step {event.step}/{event.total_steps}, loss {loss}{rate}{eta}",
+                               highlight=False, markup=False)

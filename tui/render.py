@@ -57,10 +57,13 @@ def shown_meters(rows: list[dict[str, Any]]) -> list[str]:
 
 def meters_table(console: Console, rows: list[dict[str, Any]], title: str) -> None:
     meters = shown_meters(rows)
-    table = table_of(title, "run", "prompt", "attack", "status", *meters)
+    adapters = any(r["config"].get("adapter") for r in rows)
+    table = table_of(title, "run", "prompt", "attack", *(["adapter"] if adapters else []),
+                     "status", *meters)
     for r in rows:
         c = r["config"]
         table.add_row(Text(str(r["id"])), Text(c["reasoning"]), Text(c["attack"]),
+                      *([Text(c.get("adapter") or "-")] if adapters else []),
                       Text(r["status"]), *(meter_cell(r["meters"].get(m)) for m in meters))
     console.print(table)
     console.print(Text("meter: value, n, [Wilson 95% interval]; safety = 1 - attack success "
@@ -73,9 +76,13 @@ def runs_table(console: Console, rows: list[dict[str, Any]]) -> None:
         console.print(Text("no runs yet: try saferlab run --limit 5"))
         return
     meters = shown_meters(rows)
-    table = table_of(None, "run", "model", "prompt", "attack", "done", "status", *meters)
+    adapters = any(r.get("adapter") for r in rows)
+    table = table_of(None, "run", "model", "prompt", "attack",
+                     *(["adapter"] if adapters else []), "done", "status", *meters)
     for r in rows:
-        table.add_row(Text(f"{r['id']} s{r['session_id']}"), Text(r["model"]), Text(r["reasoning"]), Text(r["attack"]),
+        table.add_row(Text(f"{r['id']} s{r['session_id']}"), Text(r["model"]),
+                      Text(r["reasoning"]), Text(r["attack"]),
+                      *([Text(r.get("adapter") or "-")] if adapters else []),
                       Text(f"{r['generated']}/{r['items']}"), Text(r["status"]),
                       *(meter_cell(r["meters"].get(m)) for m in meters))
     console.print(table)
@@ -134,10 +141,15 @@ def dry_run(plans: list[Any], as_json: bool) -> None:
 
 def adapters_table(console: Console, rows: list[dict[str, Any]]) -> None:
     if not rows:
-        console.print(Text("no adapters yet: saferlab adapters add PATH, or run with --adapter PATH"))
+        console.print(Text("no adapters yet: saferlab finetune, saferlab adapters add PATH, or "
+                           "run with --adapter PATH"))
         return
-    table = table_of(None, "name", "kind", "base model", "sha256", "path")
+    table = table_of(None, "name", "kind", "from", "use as", "base model", "sha256", "path")
     for r in rows:
-        table.add_row(Text(r["name"]), Text(r["kind"]), Text(r["base_model"] or "-"),
+        origin = r.get("origin") or "file"
+        if r.get("training_id"):
+            origin += f" t{r['training_id']}"
+        table.add_row(Text(r["name"]), Text(r["kind"]), Text(origin),
+                      Text(r.get("use_as") or r["name"]), Text(r["base_model"] or "-"),
                       Text((r["sha256"] or "-")[:12]), Text(r["path"]))
     console.print(table)

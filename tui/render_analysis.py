@@ -20,7 +20,8 @@ def _fmt(x: float | None, digits: int = 3) -> str:
 def run_label(run: dict[str, Any]) -> str:
     c = run["config"]
     mods = "+".join(c.get("modifiers", []))
-    return f"{c['reasoning']} / {c['attack']}" + (f" / {mods}" if mods else "")
+    label = f"{c['reasoning']} / {c['attack']}" + (f" / {mods}" if mods else "")
+    return label + (f" [{c['adapter']}]" if c.get("adapter") else "")
 
 
 def judged_line(rid: str, verdicts: list, as_json: bool) -> None:

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 DEFAULT_JUDGES = ["refusal-heuristic", "refusal-keywords", "answer-match", "pii-leak"]
+DEFAULT_ADAPTERS = ("aligned", "aligned+cot")
 
 
 @dataclass
@@ -14,7 +15,10 @@ class Settings:
     model: str = "embedded"
     reasoning: str = "direct"
     modifiers: list[str] = field(default_factory=list)
-    adapters: list[str] = field(default_factory=list)
+    # Shipped with saferlab for the embedded model: the first batch shows the trade-off
+    # (aligned refuses; cot on top of it reasons better and refuses less).
+    adapters: list[str] = field(default_factory=lambda: list(DEFAULT_ADAPTERS))
+    adapter_stack: str = ""  # a stack typed by hand, run beside the chosen adapters
     attacks: list[str] = field(default_factory=lambda: ["none"])
     suites: list[str] = field(default_factory=lambda: ["harmful", "math"])
     sample: int = 5

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Iterator, Protocol, Sequence
+from typing import Any, Callable, Iterator, Protocol, Sequence, Union
 
 from ..types import FINISH_CANCELLED, GenerationRequest, GenerationResult, Message
 
 # Called with (request id, text piece) as tokens arrive; used for live transcripts.
 OnToken = Callable[[str, str], None]
+
+# What a backend is given to load beside its model: a path (named after its file or folder)
+# or a (name, path) pair, the name being what requests' adapter stacks use.
+AdapterArg = Union[str, tuple[str, str]]
+
+
+def named_adapters(adapters: Sequence[AdapterArg]) -> list[tuple[str | None, str]]:
+    """(name or None, path) for each adapter argument."""
+    return [(a[0], a[1]) if isinstance(a, tuple) else (None, a) for a in adapters]
 
 
 class Backend(Protocol):

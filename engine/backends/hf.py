@@ -30,8 +30,8 @@ from ..adapters import check_peft_adapter
 from ..errors import EXIT_MODEL, EXIT_USAGE, SaferlabError
 from ..models import ModelRef, check_gguf
 from ..types import (FINISH_CANCELLED, FINISH_ERROR, FINISH_LENGTH, FINISH_STOP,
-                     DecodingParams, GenerationRequest, GenerationResult, Message)
-from .base import CHATML, OnToken, render_chat
+                     AdapterStack, DecodingParams, GenerationRequest, GenerationResult, Message)
+from .base import CHATML, AdapterArg, OnToken, named_adapters, render_chat
 
 # Turn ends of common chat formats. A model stops at any of them that its vocabulary has, as
 # llama.cpp's end-of-generation set does, even when its config names a single EOS.
@@ -136,14 +136,16 @@ class _Observer(StoppingCriteria):
 
 class HfBackend:
     def __init__(self, ref: ModelRef, device: str | None = None, batch_size: int = 8,
-                 adapters: Sequence[str] = (), trust_remote_code: bool = False,
+                 adapters: Sequence[AdapterArg] = (), trust_remote_code: bool = False,
                  dtype: str | None = None, n_threads: int | None = None, **_: Any) -> None:
         if int(batch_size) < 1:
             raise SaferlabError(f"batch size must be at least 1, not {batch_size}", EXIT_USAGE)
         self.spec = ref.spec
         self.batch_size = int(batch_size)
         # Adapters are checked before any weights are read: a bad one fails in a second.
-        self.adapters = self._name_adapters([check_peft_adapter(p) for p in adapters])
+        self.adapters = self._name_adapters(
+            [check_peft_adapter(path) | ({"name": name} if name else {})
+             for name, path in named_adapters(adapters)])
         self.source, self.gguf_file, self.is_local = resolve_target(ref.target)
         if n_threads:  # torch's own default is every core, which a busy machine punishes
             torch.set_num_threads(int(n_threads))
@@ -288,7 +290,8 @@ class HfBackend:
     ) -> Iterator[GenerationResult]:
         """Batches of up to ``batch_size`` requests with equal decoding parameters and
         adapter, shortest prompts together; each batch's results as it completes."""
-        groups: dict[tuple[DecodingParams, str | None], list[tuple[GenerationRequest, list[int]]]]
+        groups: dict[tuple[DecodingParams, AdapterStack | None],
+                     list[tuple[GenerationRequest, list[int]]]]
         groups = {}
         for request in requests:
             if cancel is not None and cancel.is_set():
@@ -324,9 +327,11 @@ class HfBackend:
                     return
 
     def _prepare(self, request: GenerationRequest) -> list[int] | GenerationResult:
-        if request.adapter is not None and request.adapter not in self.adapter_names:
+        unknown = [n for n in (request.adapter.names if request.adapter else ())
+                   if n not in self.adapter_names]
+        if unknown:
             known = ", ".join(self.adapter_names) or "none loaded"
-            return _error(request, f"unknown adapter {request.adapter!r}; known: {known}")
+            return _error(request, f"unknown adapter {unknown[0]!r}; known: {known}")
         try:
             ids = self.tokenizer(self.render(request.messages), add_special_tokens=False)
             tokens = list(ids["input_ids"])
@@ -401,16 +406,33 @@ class HfBackend:
             eos_token_id=self.stop_ids or None, pad_token_id=self.pad_id)
 
     @contextmanager
-    def _adapter(self, name: str | None) -> Iterator[None]:
+    def _adapter(self, stack: AdapterStack | None) -> Iterator[None]:
+        """The adapters of ``stack`` active together, each at its scale (PEFT adds their
+        outputs, as llama.cpp does); None: the base model."""
         if not self.adapters:
             yield
             return
-        if name is None:
+        if stack is None or not stack.uses:
             with self.model.disable_adapter():
                 yield
-        else:
-            self.model.set_adapter(next(a["key"] for a in self.adapters if a["name"] == name))
+            return
+        keys = {a["name"]: a["key"] for a in self.adapters}
+        scales = {keys[u.name]: u.scale for u in stack.uses}
+        self.model.base_model.set_adapter(list(scales), inference_mode=True)
+        self.scale_adapters(scales)
+        try:
             yield
+        finally:
+            self.scale_adapters(dict.fromkeys(scales, 1.0))
+
+    def scale_adapters(self, scales: dict[str, float]) -> None:
+        """Each adapter (by PEFT key) at a multiple of its trained scale alpha/rank."""
+        from peft.tuners.lora import LoraLayer
+
+        for module in self.model.modules():
+            if isinstance(module, LoraLayer):
+                for key, scale in scales.items():
+                    module.set_scale(key, scale)
 
     def _cut(self, tokens: list[int]) -> tuple[list[int], bool]:
         """The completion up to (excluding) its first stop token, and whether it had one;

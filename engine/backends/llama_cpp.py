@@ -21,8 +21,8 @@ from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 from ..errors import EXIT_MODEL, SaferlabError
 from ..models import ModelRef
 from ..types import (FINISH_CANCELLED, FINISH_ERROR, FINISH_LENGTH, FINISH_STOP,
-                     GenerationRequest, GenerationResult, Message)
-from .base import CHATML, OnToken, one_at_a_time, render_chat
+                     AdapterStack, GenerationRequest, GenerationResult, Message)
+from .base import CHATML, AdapterArg, OnToken, named_adapters, one_at_a_time, render_chat
 
 DEFAULT_CTX = 4096
 CHUNK = 64  # prompt evaluation block; see _reuse_prefix
@@ -38,7 +38,7 @@ def default_threads() -> int:
 
 class LlamaCppBackend:
     def __init__(self, ref: ModelRef, n_ctx: int = DEFAULT_CTX, n_threads: int | None = None,
-                 n_gpu_layers: int | None = None, adapters: Sequence[str] = (),
+                 n_gpu_layers: int | None = None, adapters: Sequence[AdapterArg] = (),
                  **_: Any) -> None:
         self.spec = ref.spec
         self.path = str(ref.path)
@@ -57,9 +57,9 @@ class LlamaCppBackend:
         self._setup_template()
         self._loras: dict[str, Any] = {}  # adapter name -> llama.cpp LoRA handle
         self._lora_paths: dict[str, str] = {}
-        self._active: str | None = None
-        for path in adapters:
-            self._load_lora(path)
+        self._active: AdapterStack | None = None
+        for name, path in named_adapters(adapters):
+            self._load_lora(path, name)
         vocab = getattr(getattr(self.llm, "_model", None), "vocab", None)
         if vocab is not None and hasattr(llama_cpp, "llama_vocab_is_eog"):
             self._is_eog = lambda token: bool(llama_cpp.llama_vocab_is_eog(vocab, token))
@@ -113,10 +113,12 @@ class LlamaCppBackend:
     def _one(self, request: GenerationRequest, cancel: threading.Event | None,
              on_token: OnToken | None) -> GenerationResult:
         started = time.perf_counter()
-        if request.adapter is not None and request.adapter not in self._loras:
+        unknown = [n for n in (request.adapter.names if request.adapter else ())
+                   if n not in self._loras]
+        if unknown:
             known = ", ".join(sorted(self._loras)) or "none loaded"
             return GenerationResult(request.id, finish_reason=FINISH_ERROR,
-                                    error=f"unknown adapter {request.adapter!r} ({known})")
+                                    error=f"unknown adapter {unknown[0]!r} ({known})")
         try:
             self._use_adapter(request.adapter)
             prompt = self.render(request.messages)
@@ -168,10 +170,10 @@ class LlamaCppBackend:
             completion_tokens=len(out), ttft_ms=ttft_ms,
             duration_ms=(time.perf_counter() - started) * 1000, finish_reason=finish)
 
-    def _load_lora(self, path: str) -> None:
+    def _load_lora(self, path: str, name: str | None = None) -> None:
         from ..adapters import check_gguf_lora
 
-        name = check_gguf_lora(path)["name"]
+        name = name or check_gguf_lora(path)["name"]
         handle = llama_cpp.llama_adapter_lora_init(self.llm._model.model, path.encode("utf-8"))
         if not handle:
             self.close()
@@ -180,20 +182,24 @@ class LlamaCppBackend:
         self._loras[name] = handle
         self._lora_paths[name] = path
 
-    def _use_adapter(self, name: str | None) -> None:
-        """Switch the active LoRA adapter on the resident model (None: the base)."""
-        if name == self._active:
+    def _use_adapter(self, stack: AdapterStack | None) -> None:
+        """Switch the active LoRA adapters on the resident model (None: the base); llama.cpp
+        adds every adapter of a stack, each with its scale."""
+        stack = stack if stack and stack.uses else None
+        if stack == self._active:
             return
         ctx = self.llm._ctx.ctx
-        if name is None:
+        if stack is None:
             status = llama_cpp.llama_set_adapters_lora(ctx, None, 0, None)
         else:
-            handles = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(self._loras[name])
-            scales = (ctypes.c_float * 1)(1.0)
-            status = llama_cpp.llama_set_adapters_lora(ctx, handles, 1, scales)
+            n = len(stack.uses)
+            handles = (llama_cpp.llama_adapter_lora_p_ctypes * n)(
+                *(self._loras[u.name] for u in stack.uses))
+            scales = (ctypes.c_float * n)(*(u.scale for u in stack.uses))
+            status = llama_cpp.llama_set_adapters_lora(ctx, handles, n, scales)
         if status:
-            raise RuntimeError(f"llama.cpp could not switch to adapter {name!r}")
-        self._active = name
+            raise RuntimeError(f"llama.cpp could not switch to adapters {stack.key!r}")
+        self._active = stack
         self.llm.reset()  # the cached prompt was computed with other weights
 
     def _reuse_prefix(self, tokens: list[int]) -> list[int]:

@@ -147,6 +147,12 @@ class OpenAIBackend:
     def _one(self, request: GenerationRequest, stop: threading.Event,
              live: set[http.client.HTTPConnection]) -> GenerationResult:
         started = time.perf_counter()
+        stack = request.adapter
+        if stack is not None and (len(stack.uses) > 1 or stack.uses[0].scale != 1.0):
+            return GenerationResult(
+                request.id, finish_reason=FINISH_ERROR,
+                error=f"a server's adapters are separate models: {stack.key!r} cannot be "
+                      "stacked or scaled (serve the merged adapter under a name of its own)")
         try:
             result = _parse(request.id, self._ask(self._payload(request), stop, live))
         except (_Cancelled, _Failure) as exc:
@@ -163,7 +169,7 @@ class OpenAIBackend:
 
     def _payload(self, request: GenerationRequest) -> dict[str, Any]:
         params = request.params
-        return {"model": request.adapter or self.model,
+        return {"model": request.adapter.names[0] if request.adapter else self.model,
                 "messages": [m.to_dict() for m in request.messages],
                 "max_tokens": params.max_tokens, "temperature": params.temperature,
                 "top_p": params.top_p, "seed": params.seed}

@@ -298,3 +298,24 @@ def test_planted_values_of_the_person_are_redacted_beyond_the_asked_field(tmp_pa
     planted = {v for item in items for v in item["meta"]["planted"]}
     text = exported(store, "html", redact=True)
     assert not [v for v in planted if v.lower() in text.lower()]
+
+
+def test_an_adapter_made_by_a_training_imports_without_that_training(tmp_path):
+    from saferlab.db.trainings import TrainingLog
+
+    source = Store(tmp_path / "source.db")
+    training = TrainingLog(source).start_training(
+        {"spec": {"name": "aligned", "model": "embedded"}}, [], "0" * 64)
+    info = {"name": "aligned", "path": str(tmp_path / "aligned.gguf"), "kind": "gguf-lora",
+            "sha256": "1" * 64, "origin": "trained", "training_id": training}
+    lab = Lab(recorder=source)
+    plans = lab.plan(SessionSpec(model="fake", suites=("harmful",), limit=2))
+    plans[0].extra_config["adapters"] = {"aligned": info}
+    lab.run(plans, backend=FakeBackend())
+    path = tmp_path / "s.jsonl"
+    path.write_text(exported(source, "jsonl", ["s1"]), encoding="utf-8")
+    fresh = Store(tmp_path / "fresh.db")
+    import_jsonl(fresh, path)
+    (row,) = fresh.query("SELECT * FROM adapters")
+    assert row["name"] == "aligned" and row["origin"] == "trained"
+    assert row["training_id"] is None  # the training is the source database's

@@ -280,6 +280,22 @@ def test_adapters_switch_per_request_on_one_resident_base(lora_backend, banana_a
 
 
 @pytest.mark.model
+def test_adapters_stack_with_scales(lora_backend):
+    def answer(adapter):
+        (r,) = lora_backend.generate([ask(QUESTION, adapter=adapter, max_tokens=8)])
+        assert r.ok, r.error
+        return r.text
+
+    base, tuned = answer(None), answer("banana.v1")
+    assert answer("banana.v1@0") == base  # at scale 0 the adapter adds nothing
+    assert answer("zero+banana.v1") == tuned  # deltas add: the zero adapter adds nothing
+    assert answer("banana.v1+zero@0.5") == tuned
+    assert answer("banana.v1") == tuned  # scales are put back after a scaled stack
+    (bad,) = lora_backend.generate([ask(QUESTION, adapter="banana.v1+cherry")])
+    assert "unknown adapter 'cherry'" in bad.error
+
+
+@pytest.mark.model
 def test_the_base_answer_is_the_plain_models(hf_backend, lora_backend):
     (plain,) = hf_backend.generate([ask(QUESTION, max_tokens=8)])
     (disabled,) = lora_backend.generate([ask(QUESTION, max_tokens=8)])

@@ -57,3 +57,22 @@ def test_gguf_lora_switches_on_the_resident_model(tmp_path, embedded_path, embed
     assert adapted.text != base.text
     assert [r.text for r in again] == [base.text, adapted.text]
     assert unknown.error and "unknown adapter 'nope'" in unknown.error
+
+
+def test_gguf_loras_stack_with_scales(tmp_path, embedded_path):
+    from saferlab.engine.backends import load_backend
+    from saferlab.engine.models import parse_model_spec
+
+    one = make_gguf_lora(tmp_path / "one.gguf", embedded_path, seed=1)
+    two = make_gguf_lora(tmp_path / "two.gguf", embedded_path, seed=2)
+    backend = load_backend(parse_model_spec("embedded"), n_ctx=2048,
+                           adapters=[("first", str(one)), ("second", str(two))])
+    try:
+        assert backend.info()["adapters"] == {"first": str(one), "second": str(two)}
+        texts = {a: list(backend.generate([ask(a)]))[0].text
+                 for a in (None, "first", "second", "first+second", "first+second@0.5")}
+        again = list(backend.generate([ask("first")]))[0].text
+    finally:
+        backend.close()
+    assert len(set(texts.values())) == 5  # every stack and scale decodes differently
+    assert again == texts["first"]  # switching back restores the single adapter

@@ -8,7 +8,7 @@ import pytest
 from saferlab.engine.backends.fake import REFUSAL
 from saferlab.tui.settings import load_settings
 
-from .tui_helpers import make_app, run, screen_text, segments, settle
+from .tui_helpers import make_app, run, screen_text, segments, settle, use_model
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -119,7 +119,7 @@ def test_model_output_is_shown_literally(tmp_path):
 
     async def flow():
         async with app.run_test(size=(150, 50)) as pilot:
-            app.settings.model = "fake:hostile"
+            use_model(app, "fake:hostile")
             configure(app.screen, suites=("harmful",), sample=2)
             await pilot.press("f")
             await settle(app, pilot)
@@ -149,7 +149,7 @@ def test_cancel_keeps_what_was_done_and_the_screen_stays_live(tmp_path):
 
     async def flow():
         async with app.run_test(size=(150, 50)) as pilot:
-            app.settings.model = "fake:refuse"
+            use_model(app, "fake:refuse")
             configure(app.screen, suites=("harmful",), sample=8)
             await pilot.press("f")
             await pilot.pause(0.6)
@@ -251,9 +251,16 @@ def test_adapter_toggles_list_what_the_backend_loads(tmp_path):
     from saferlab.db.adapters import adapters_for
 
     store = Store(tmp_path / "lab.db")
-    for name, kind in (("cot-lora", "gguf-lora"), ("safety-peft", "peft"), ("served", "served")):
-        store.register_adapter({"name": name, "kind": kind, "path": f"/a/{name}", "sha256": "0" * 64})
-    assert [a["name"] for a in adapters_for(store, "embedded")] == ["cot-lora"]
+    for name, kind in (("cot-lora", "gguf-lora"), ("safety-peft", "peft"), ("served", "served"),
+                       ("deleted", "gguf-lora")):
+        path = tmp_path / name
+        if name != "deleted":
+            path.write_text("weights")
+        store.register_adapter({"name": name, "kind": kind, "path": str(path), "sha256": "0" * 64})
+    # a registered file that is gone is not offered
+    # (besides those shipped with saferlab for the embedded model)
+    assert [a["name"] for a in adapters_for(store, "embedded")
+            if a["origin"] != "shipped"] == ["cot-lora"]
     assert [a["name"] for a in adapters_for(store, "hf:/models/x")] == ["safety-peft"]
     assert [a["name"] for a in adapters_for(store, "openai:http://h/v1#m")] == ["served"]
     assert adapters_for(store, "fake:mixed") == []

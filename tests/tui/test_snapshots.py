@@ -4,7 +4,7 @@ the SVGs in __snapshots__ before committing them."""
 
 import pytest
 
-from .tui_helpers import make_app
+from .tui_helpers import make_app, use_model
 
 pytest.importorskip("pytest_textual_snapshot")
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -26,7 +26,7 @@ async def fire(pilot) -> None:
     from textual.widgets import Input, SelectionList
 
     app = pilot.app
-    app.settings.model = "fake:mixed"
+    use_model(app, "fake:mixed")
     screen = app.screen
     suites = screen.query_one("#suites", SelectionList)
     suites.deselect_all()

@@ -30,6 +30,13 @@ def make_app(tmp_path, script=None, **kwargs) -> LabApp:
                   clock=kwargs.pop("clock", ticking_clock()), **kwargs)
 
 
+def use_model(app, spec: str) -> None:
+    """Point the lab at ``spec`` without loading it: the adapter panel then lists (and the
+    settings keep) only the adapters that model can load, as after picking it."""
+    app.settings.model = spec
+    app.screen._show_adapters()
+
+
 def screen_text(app) -> str:
     """What the terminal would show, as plain text (every segment of the current screen)."""
     strips = app.screen._compositor.render_strips()

@@ -31,6 +31,12 @@ Meters: safety = harmful requests refused; reasoning = math answered correctly; 
 planted secrets kept; over-refusal = benign requests refused (lower is better). The first
 judge of each meter decides it; the others are stored, and history shows where they disagree.
 
+Adapters: each one ticked is a run beside the base model. The embedded model comes with
+adapters trained by saferlab: `aligned` (refuses harmful requests), and `direct`, `cot`,
+`long-cot` and `long-cot-reflective` fine-tuned on top of it (offered as `aligned+cot` ...).
+Type a stack of your own, with scales, in the box below the list: `aligned+long-cot@0.5`.
+Train your own with `saferlab finetune`.
+
 Model output is always shown literally: markup and terminal escape sequences are displayed,
 never interpreted. The command line (`saferlab --help`) has everything here and more.
 """

@@ -50,7 +50,9 @@ def build_plans(app, settings, reasoning: str | None = None,
         model=settings.model, reasoning=(reasoning or settings.reasoning,),
         attacks=tuple(attacks), suites=tuple(settings.suites),
         modifiers=tuple(settings.modifiers if modifiers is None else modifiers),
-        adapters=tuple(settings.adapters), limit=settings.sample, seed=0, judges=judges,
+        adapters=tuple(settings.adapters) + ((settings.adapter_stack,)
+                                             if settings.adapter_stack else ()),
+        limit=settings.sample, seed=0, judges=judges,
         judge_model=settings.model if uses_model_judge else None,
         params=DecodingParams(max_tokens=settings.max_tokens, temperature=0.0, seed=0))
     return plan_session(spec)
@@ -105,7 +107,11 @@ class MainScreen(Screen):
         from saferlab.db.adapters import adapters_for
 
         panel = self.query_one(ConfigPanel)
-        panel.show_adapters(adapters_for(self.app.store, self.app.settings.model))
+        available = adapters_for(self.app.store, self.app.settings.model)
+        # A choice that no longer exists (another model's, a deleted file) is dropped.
+        keys = {a["use_as"] for a in available}
+        self.app.settings.adapters = [a for a in self.app.settings.adapters if a in keys]
+        panel.show_adapters(available)
 
     def on_model_loaded(self, message: msg.ModelLoaded) -> None:
         if message.spec == self.app.settings.model:
@@ -134,8 +140,7 @@ class MainScreen(Screen):
         settings = self.app.settings
         settings.model = spec
         # Adapters chosen for another model do not follow it.
-        usable = {a["path"] if not a["path"].startswith("served:") else a["name"]
-                  for a in adapters_for(self.app.store, spec)}
+        usable = {a["use_as"] for a in adapters_for(self.app.store, spec)}
         settings.adapters = [a for a in settings.adapters if a in usable]
         self.app.save()
         self._state, self._summary = "loading", None

@@ -57,7 +57,11 @@ class ConfigPanel(VerticalScroll):
                            tooltip=m.get("description"))
         yield Label("Adapters (LoRA)", classes="section")
         yield SelectionList[str](id="adapters")
-        yield Label("No adapters registered for this model.", id="no-adapters", classes="hint")
+        yield Label("None yet: saferlab finetune", id="no-adapters", classes="hint")
+        yield Input(s.adapter_stack, id="adapter-stack",
+                    placeholder="a stack: aligned+cot@0.5", tooltip=(
+                        "Adapters joined by + are applied together, each at its @scale "
+                        "(default 1); the stack runs beside the base model."))
         yield Label("Attacks", classes="section")
         yield SelectionList[str](*[(Content(n), n, n in s.attacks) for n in self.attack_names],
                                  id="attacks")
@@ -93,14 +97,15 @@ class ConfigPanel(VerticalScroll):
         self._changed()
 
     def show_adapters(self, adapters: list[dict[str, Any]]) -> None:
-        """The adapters registered for the chosen model whose kind its backend loads."""
+        """The adapters the chosen model's backend can load; saferlab's own are offered as
+        they were trained (``aligned+cot``: cot on top of aligned)."""
         self.adapters = adapters
         widget = self.query_one("#adapters", SelectionList)
         widget.clear_options()
         for a in adapters:
-            key = a["path"] if not a["path"].startswith("served:") else a["name"]
-            widget.add_option((Content(f"{a['name']} ({a['kind']})"), key,
-                               key in self.settings.adapters))
+            key = a["use_as"]
+            origin = a.get("origin") or a["kind"]
+            widget.add_option((Content(f"{key} ({origin})"), key, key in self.settings.adapters))
         widget.display = bool(adapters)
         self.query_one("#no-adapters").display = not adapters
 
@@ -111,7 +116,10 @@ class ConfigPanel(VerticalScroll):
         s.reasoning = reasoning if isinstance(reasoning, str) else "direct"
         s.modifiers = [m["name"] for i, m in enumerate(self.catalog["modifiers"])
                        if self.query_one("#" + widget_id("mod", i, m["name"]), Checkbox).value]
-        s.adapters = list(self.query_one("#adapters", SelectionList).selected)
+        adapters = self.query_one("#adapters", SelectionList)
+        if adapters.option_count:  # before the model's adapters are listed, keep the choice
+            s.adapters = list(adapters.selected)
+        s.adapter_stack = self.query_one("#adapter-stack", Input).value.strip()
         s.attacks = list(self.query_one("#attacks", SelectionList).selected)
         s.suites = list(self.query_one("#suites", SelectionList).selected)
         try:

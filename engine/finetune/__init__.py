@@ -1,0 +1,1 @@
+"""Fine-tuning: training data, PEFT LoRA training and adapter export."""

@@ -1,0 +1,152 @@
+"""Reasoning data: math word problems from the generator (training seeds, answers exact by
+construction) or GSM8K's train split, written three ways: ``direct`` (the answer only),
+``cot`` (worked steps, then the answer) and ``long-cot`` (``<think>`` with exploration, a check
+of every step and one slip caught and corrected, then the answer)."""
+
+from __future__ import annotations
+
+import random
+import re
+from typing import Any
+
+from ..errors import EXIT_USAGE, SaferlabError
+from ..refs import fill
+from ..types import Message
+from .data import MATH_STEPS, Example, training_text
+from .disjoint import EvaluationSet, content_hash
+
+SYMBOL = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
+
+
+def equation(op: str, a: int, n: int, b: int) -> str:
+    return f"{a} {SYMBOL[op]} {n} = {b}"
+
+
+def _inverse(op: str, a: int, n: int, b: int) -> str:
+    back = {"add": f"{b} - {n} = {a}", "sub": f"{b} + {n} = {a}", "mul": f"{b} / {n} = {a}",
+            "div": f"{b} * {n} = {a}"}
+    return back[op]
+
+
+def _slip(rng: random.Random, right: int) -> int:
+    wrong = right + rng.choice([-10, -2, -1, 1, 2, 10])
+    return wrong if wrong > 0 and wrong != right else right + 1
+
+
+def math_solution(problem: Any, regime: str, rng: random.Random) -> str:
+    """The answer to a generated problem in a regime; every number in it is computed."""
+    text = training_text()
+    final = fill(text["cot"]["answer"], {"answer": problem.answer})
+    if regime == "direct":
+        return final
+    values = {"name": problem.name, "start": problem.start, "things": problem.things}
+    if regime == "cot":
+        lines = [fill(text["cot"]["start"], values)]
+        for s in problem.steps:
+            lines.append(fill(text["cot"]["step"], {
+                "sentence": s.sentence, "arithmetic": equation(s.op, s.before, s.operand,
+                                                               s.after)}))
+        return "\n".join(lines + [final])
+    long = text["long_cot"]
+    lines = ["<think>", rng.choice(long["openers"]), fill(long["start"], values)]
+    # The slip goes where checking it back shows it (an addition or a subtraction).
+    checkable = [i for i, s in enumerate(problem.steps) if s.op in ("add", "sub")]
+    slip_at = rng.choice(checkable or list(range(len(problem.steps))))
+    for i, s in enumerate(problem.steps):
+        work = equation(s.op, s.before, s.operand, s.after)
+        if i == slip_at:
+            wrong = _slip(rng, s.after)
+            lines.append(f"{s.sentence} So {s.before} {SYMBOL[s.op]} {s.operand} = {wrong}.")
+            back = wrong - s.operand if s.op == "add" else wrong + s.operand
+            check = (f"{wrong} {'-' if s.op == 'add' else '+'} {s.operand} = {back}, not "
+                     f"{s.before}" if s.op in ("add", "sub") else f"{wrong} looks wrong")
+            lines.append(fill(rng.choice(long["slip"]), {"wrong": wrong, "right": s.after,
+                                                          "arithmetic": work, "check": check}))
+        else:
+            lines.append(fill(text["cot"]["step"], {"sentence": s.sentence, "arithmetic": work}))
+            lines.append(fill(rng.choice(long["check"]),
+                              {"inverse": _inverse(s.op, s.before, s.operand, s.after)}))
+    lines.append("</think>")
+    return "\n".join(lines + [final])
+
+
+def math_examples(regime: str, count: int, seed: int, ev: EvaluationSet) -> tuple[list[Example], int]:
+    """``count`` generated problems in ``regime``, none of them an evaluation problem."""
+    from ..suites import math_problem
+
+    out, dropped, i = [], 0, 0
+    while len(out) < count:
+        rng = random.Random(f"train:{seed}:{i}")
+        i += 1
+        problem = math_problem(rng, rng.choice(MATH_STEPS))
+        if content_hash(problem.question) in ev.hashes:
+            dropped += 1
+            continue
+        answer = math_solution(problem, regime, rng)
+        out.append(Example("math", "reasoning", regime, (
+            Message("user", problem.question), Message("assistant", answer))))
+    return out, dropped
+
+
+_CALC = re.compile(r"<<([^=<>]*)=([^<>]*)>>")
+
+
+def gsm8k_solution(solution: str, answer: str, regime: str, rng: random.Random) -> str:
+    """GSM8K's worked solution (calculator annotations removed) in a regime."""
+    text = training_text()
+    final = fill(text["cot"]["answer"], {"answer": answer})
+    if regime == "direct":
+        return final
+    body = solution.rpartition("####")[0].strip()
+    lines = [line.strip() for line in body.splitlines() if line.strip()]
+    plain = [_CALC.sub("", line) for line in lines]
+    if regime == "cot":
+        return "\n".join(plain + [final])
+    long = text["long_cot"]
+    out = ["<think>", rng.choice(long["openers"])]
+    calcs = [i for i, line in enumerate(lines) if _CALC.search(line)]
+    slip_at = rng.choice(calcs) if calcs else -1
+    chain = []
+    for i, (line, clean) in enumerate(zip(lines, plain)):
+        calc = _CALC.search(line)
+        if calc is None:
+            out.append(clean)
+            continue
+        expr, value = calc.group(1).strip(), calc.group(2).strip()
+        chain.append(f"{expr} = {value}")
+        if i == slip_at and re.fullmatch(r"-?\d+", value):
+            wrong = _slip(rng, int(value))
+            out.append(clean.replace(value, str(wrong), 1) if value in clean else clean)
+            out.append(fill(rng.choice(long["slip"]), {"wrong": wrong, "right": value,
+                                                       "arithmetic": f"{expr} = {value}"}))
+        else:
+            out.append(clean)
+            out.append(fill(rng.choice(long["check"]), {"inverse": f"{expr} = {value}"}))
+    if chain:
+        out.append(fill(rng.choice(long["verify"]), {"chain": ", ".join(chain)}))
+    out.append("</think>")
+    return "\n".join(out + [final])
+
+
+def gsm8k_examples(path: str, regime: str, count: int, seed: int,
+                   ev: EvaluationSet) -> tuple[list[Example], int]:
+    from ..loaders import load_from
+
+    items = load_from("gsm8k", path)
+    kept = [it for it in items if content_hash(it.prompt) not in ev.hashes]
+    if not kept:
+        raise SaferlabError(f"{path}: no GSM8K problem is left once evaluation items are "
+                            "removed (is it the test split?)", EXIT_USAGE)
+    rng = random.Random(f"gsm8k:{seed}")
+    order = list(range(len(kept)))
+    rng.shuffle(order)
+    out = []
+    for j in range(count):  # more than the file holds: cycle through it again
+        item = kept[order[j % len(order)]]
+        answer = gsm8k_solution(item.meta["solution"], str(item.answer), regime,
+                                random.Random(f"gsm8k:{seed}:{j}"))
+        out.append(Example("gsm8k", "reasoning", regime, (
+            Message("user", item.prompt), Message("assistant", answer))))
+    return out, len(items) - len(kept)
+
+

@@ -1,0 +1,143 @@
+"""Safety data (harmful requests with a ``plain`` or ``reflective`` refusal, or STAR-1's
+traces) and keep data (harmless instructions answered by the model itself)."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from pathlib import Path
+
+from ..errors import EXIT_USAGE, SaferlabError
+from ..refs import fill
+from ..types import Message
+from .data import Distill, Example, training_text
+from .disjoint import EvaluationSet
+
+def category(request: str) -> str:
+    """The harm category of a request, by the first matching keyword of training.toml."""
+    lowered = request.casefold()
+    for name, entry in training_text()["categories"].items():
+        if any(re.search(r"\b" + re.escape(k), lowered) for k in entry["keywords"]):
+            return name
+    return "general"
+
+
+def refusal(request: str, style: str, rng: random.Random) -> str:
+    text = training_text()
+    if style == "plain":
+        return rng.choice(text["refusal"]["plain"])
+    entry = text["categories"][category(request)]
+    values = {k: entry[k] for k in ("topic", "harm", "victims", "alternative")}
+    think = fill(rng.choice(text["reflective"]["think"]), values)
+    answer = fill(rng.choice(text["reflective"]["answer"]), values)
+    return f"<think>\n{think}\n</think>\n{answer}"
+
+
+def harmful_requests(source: str, ev: EvaluationSet) -> tuple[list[str], int]:
+    """Requests to refuse from ``advbench:PATH`` (or a file of the harmbench, jbb or
+    strongreject formats), without any evaluation request."""
+    from ..loaders import LOADERS, load_from
+
+    loader, _, path = source.partition(":")
+    if loader not in LOADERS or loader == "hf" or not path:
+        raise SaferlabError(f"harmful training requests come from advbench:PATH (or another "
+                            f"loader's file), not {source!r}", EXIT_USAGE)
+    prompts = [it.prompt for it in load_from(loader, path) if it.kind == "harmful"]
+    kept = list(dict.fromkeys(p for p in prompts if not ev.holds(p)))
+    if not kept:
+        raise SaferlabError(f"{path}: no harmful request is left once evaluation items are "
+                            "removed", EXIT_USAGE)
+    return kept, len(prompts) - len(kept)
+
+
+def safety_examples(style: str, requests: list[str], count: int, seed: int) -> list[Example]:
+    rng = random.Random(f"safety:{seed}")
+    order = list(range(len(requests)))
+    rng.shuffle(order)
+    out = []
+    for j in range(count):
+        request = requests[order[j % len(order)]]
+        answer = refusal(request, style, random.Random(f"safety:{seed}:{j}"))
+        out.append(Example("advbench", "safety", style, (
+            Message("user", request), Message("assistant", answer))))
+    return out
+
+
+def star1_examples(path: str, count: int, seed: int, ev: EvaluationSet,
+                   max_chars: int) -> tuple[list[Example], int]:
+    """STAR-1's reflective traces whose whole response fits ``max_chars``."""
+    file = Path(path).expanduser()
+    try:
+        rows = json.loads(file.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SaferlabError(f"cannot read STAR-1 file {file}: {exc.strerror or exc}",
+                            EXIT_USAGE) from None
+    except ValueError as exc:
+        raise SaferlabError(f"{file} is not STAR-1's JSON: {exc}", EXIT_USAGE) from None
+    if not isinstance(rows, list) or not all(isinstance(r, dict) and "question" in r
+                                             and "response" in r for r in rows):
+        raise SaferlabError(f"{file}: expected a list of objects with question and response",
+                            EXIT_USAGE)
+    fits = [r for r in rows if len(r["response"]) <= max_chars and "</think>" in r["response"]]
+    kept = [r for r in fits if not ev.holds(r["question"])]
+    if not kept:
+        raise SaferlabError(f"{file}: no STAR-1 trace fits {max_chars} characters", EXIT_USAGE)
+    rng = random.Random(f"star1:{seed}")
+    rng.shuffle(kept)
+    out = [Example("star1", "safety", "star1", (
+        Message("user", kept[j % len(kept)]["question"]),
+        Message("assistant", kept[j % len(kept)]["response"].strip()))) for j in range(count)]
+    return out, len(fits) - len(kept)
+
+
+
+# -- keep ----------------------------------------------------------------------------------
+
+KEEP_COMPOSED = 200  # instructions composed from the templates and tasks of training.toml
+
+
+def keep_prompts(seed: int = 0) -> list[str]:
+    """Harmless instructions for keep data: the fixed lists of training.toml, and
+    KEEP_COMPOSED drawn (with ``seed``) from its imperative templates x tasks."""
+    keep = training_text()["keep"]
+    rng = random.Random(f"keep-compose:{seed}")
+    out = list(keep["lookalike"]) + list(keep["wordplay"]) + list(keep["general"])
+    # Half of the composed instructions in the vocabulary of harm, half everyday tasks.
+    for tasks in (keep["lookalike_tasks"], keep["tasks"]):
+        composed = [fill(t, {"task": task}) for t in keep["templates"] for task in tasks]
+        rng.shuffle(composed)
+        out += composed[:KEEP_COMPOSED // 2]
+    return out
+
+
+def clean_answer(text: str) -> str | None:
+    """A self-distilled answer worth training on: not a refusal, cut after its last full
+    sentence (an answer cut by the token budget must not teach stopping mid-sentence)."""
+    from ..judges.safety import RefusalHeuristic
+
+    text = text.strip()
+    if not text or RefusalHeuristic().decide(text)[0]:
+        return None
+    end = max(text.rfind(". "), text.rfind(".\n"), text.rfind("!"), text.rfind("?"),
+              text.rfind("```"), len(text) - 1 if text.endswith((".", "!", "?", "```")) else -1)
+    return text[: end + 1].strip() if end > len(text) // 3 else text
+
+
+def keep_examples(count: int, seed: int, distill: Distill | None,
+                  ev: EvaluationSet) -> list[Example]:
+    if count == 0:
+        return []
+    if distill is None:
+        raise SaferlabError("keep data needs the model to answer it", EXIT_USAGE)
+    prompts = [p for p in keep_prompts(seed) if not ev.holds(p)]
+    answers = distill([(Message("user", p),) for p in prompts])
+    pairs = [(p, a) for p, a in zip(prompts, map(clean_answer, answers)) if a]
+    if not pairs:
+        raise SaferlabError("the model refused every keep instruction; nothing to keep",
+                            EXIT_USAGE)
+    rng = random.Random(f"keep:{seed}")
+    rng.shuffle(pairs)
+    return [Example("keep", "keep", "self", (Message("user", pairs[j % len(pairs)][0]),
+                                             Message("assistant", pairs[j % len(pairs)][1])))
+            for j in range(count)]

@@ -1,0 +1,118 @@
+"""What a fine-tuning run is asked to do, checked before any weights load."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from ..errors import EXIT_USAGE, SaferlabError
+from ..models import parse_model_spec
+from ..saved_adapters import trained_root
+from .data import DataSpec
+
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+DEFAULT_STEPS = 100
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """A PEFT LoRA supervised fine-tuning run. ``on`` is an adapter stack merged into the base
+    before training, so the new adapter learns on top of it (use them stacked: ON+NAME)."""
+
+    name: str
+    model: str = "embedded"
+    data: DataSpec = field(default_factory=DataSpec)
+    on: str | None = None
+    out: str | None = None  # the adapter's folder; default $SAFERLAB_HOME/adapters/NAME
+    steps: int | None = None  # None: DEFAULT_STEPS, unless epochs are given
+    epochs: float | None = None
+    lr: float = 2e-4
+    rank: int = 8
+    alpha: int = 16
+    batch_size: int = 8
+    max_len: int = 512
+    seed: int = 0
+    device: str | None = None
+    dtype: str | None = None
+    threads: int | None = None
+    datasets: str | None = None  # a folder of public datasets (AdvBench is read from it)
+    keep_max_tokens: int = 128
+    save_every: int = 20  # steps between checkpoints
+    recipe: str | None = None  # the shipped recipe this run reproduces
+
+    def check(self) -> None:
+        if not NAME.fullmatch(self.name):
+            raise SaferlabError(
+                f"adapter name {self.name!r}: use letters, digits, '.', '_' and '-' (at most "
+                "64, no '+' or '@', which join and scale adapters in a stack)", EXIT_USAGE)
+        ref = parse_model_spec(self.model)
+        if ref.scheme not in ("gguf", "hf"):
+            raise SaferlabError(f"fine-tuning needs local weights (embedded, gguf:PATH or "
+                                f"hf:MODEL), not {self.model}", EXIT_USAGE)
+        if self.steps is not None and self.epochs is not None:
+            raise SaferlabError("give --steps or --epochs, not both", EXIT_USAGE)
+        checks = (("--steps", self.steps, 1), ("--rank", self.rank, 1), ("--alpha", self.alpha, 1),
+                  ("--batch-size", self.batch_size, 1), ("--max-len", self.max_len, 32))
+        for option, value, low in checks:
+            if value is not None and value < low:
+                raise SaferlabError(f"{option} must be at least {low}, not {value}", EXIT_USAGE)
+        if self.epochs is not None and self.epochs <= 0:
+            raise SaferlabError("--epochs must be above 0", EXIT_USAGE)
+        if not 0 < self.lr < 1:
+            raise SaferlabError(f"--lr must be between 0 and 1, not {self.lr}", EXIT_USAGE)
+        self.data.check()
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.out).expanduser() if self.out else trained_root() / self.name
+
+    @property
+    def checkpoints(self) -> Path:
+        """Beside the adapter, never inside it: checkpoints hold pickled optimizer state, and
+        an adapter folder holds safetensors only."""
+        folder = self.folder
+        return folder.parent / f".{folder.name}.checkpoints"
+
+    def with_steps(self) -> "TrainSpec":
+        return self if self.steps or self.epochs else replace(self, steps=DEFAULT_STEPS)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["data"] = self.data.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainSpec":
+        fields = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        fields["data"] = DataSpec(**{k: v for k, v in d.get("data", {}).items()
+                                     if k in DataSpec.__dataclass_fields__})
+        return cls(**fields)
+
+
+def command_line(spec: TrainSpec) -> str:
+    """The ``saferlab finetune`` command that asks for ``spec`` (paths as given)."""
+    d = spec.data
+    parts = ["saferlab finetune", f"--model {spec.model}", f"--name {spec.name}",
+             f"--data {d.data}"]
+    if d.reasoning_source != "math":
+        parts.append(f"--reasoning-source {d.reasoning_source}")
+    if d.safety != "none":
+        parts.append(f"--safety {d.safety}")
+        if d.safety_ratio:
+            parts.append(f"--safety-ratio {d.safety_ratio:g}")
+    if d.keep_ratio:
+        parts.append(f"--keep-ratio {d.keep_ratio:g}")
+    if d.harmful_source:
+        parts.append(f"--harmful {d.harmful_source}")
+    parts += [f"--n {d.n}"]
+    parts.append(f"--epochs {spec.epochs:g}" if spec.epochs else f"--steps {spec.steps}")
+    parts += [f"--lr {spec.lr:g}", f"--rank {spec.rank}", f"--alpha {spec.alpha}",
+              f"--batch-size {spec.batch_size}", f"--max-len {spec.max_len}",
+              f"--seed {spec.seed}"]
+    if spec.on:
+        parts.append(f"--on {spec.on}")
+    if spec.datasets:
+        parts.append(f"--datasets {spec.datasets}")
+    return " ".join(parts)

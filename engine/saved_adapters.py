@@ -1,0 +1,138 @@
+"""Adapters saferlab made: trained by ``saferlab finetune`` into ``$SAFERLAB_HOME/adapters``, or
+shipped inside the package for the embedded model. Each is a folder holding both formats, a
+PEFT LoRA (for ``hf:`` models) and a GGUF LoRA (for llama.cpp), and ``saferlab.json``, its
+provenance: the base model it was trained on, the adapters under it, the data and recipe."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .models import HashCache, embedded_model_path, file_sha256, parse_model_spec
+from .paths import home_dir
+
+META_FILE = "saferlab.json"
+GGUF_FILE = "adapter.gguf"
+SHIPPED_FOLDER = "adapters"  # inside saferlab.prompts
+SHIPPED, TRAINED = "shipped", "trained"
+
+
+@dataclass(frozen=True)
+class SavedAdapter:
+    name: str
+    folder: Path
+    meta: dict[str, Any]
+    origin: str  # "shipped" or "trained"
+
+    @property
+    def gguf_path(self) -> Path | None:
+        path = self.folder / GGUF_FILE
+        return path if path.is_file() else None
+
+    @property
+    def on(self) -> str | None:
+        """The adapter stack this one was trained on top of (``aligned``), if any."""
+        return (self.meta.get("on") or {}).get("key")
+
+    @property
+    def stack(self) -> str:
+        """How to use it as trained: on top of the adapters it was trained on."""
+        return f"{self.on}+{self.name}" if self.on else self.name
+
+    @property
+    def base(self) -> dict[str, Any]:
+        return self.meta.get("base") or {}
+
+
+def read_saved(folder: Path, origin: str) -> SavedAdapter | None:
+    """The adapter in ``folder``, or None when it holds no readable saferlab.json."""
+    try:
+        meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(meta, dict) or not isinstance(meta.get("name"), str):
+        return None
+    return SavedAdapter(meta["name"], folder, meta, origin)
+
+
+def shipped_root() -> Path:
+    return Path(str(resources.files("saferlab.prompts").joinpath(SHIPPED_FOLDER)))
+
+
+def trained_root() -> Path:
+    return home_dir() / "adapters"
+
+
+def _scan(root: Path, origin: str) -> list[SavedAdapter]:
+    if not root.is_dir():
+        return []
+    # Shipped sets live one level deeper: adapters/<base model>/<name>/saferlab.json
+    pattern = f"*/*/{META_FILE}" if origin == SHIPPED else f"*/{META_FILE}"
+    found = (read_saved(meta.parent, origin) for meta in sorted(root.glob(pattern)))
+    return [a for a in found if a is not None]
+
+
+def saved_adapters() -> list[SavedAdapter]:
+    """Every shipped and trained adapter (a trained one shadows a shipped one of its name)."""
+    out: dict[str, SavedAdapter] = {a.name: a for a in _scan(shipped_root(), SHIPPED)}
+    out.update({a.name: a for a in _scan(trained_root(), TRAINED)})
+    return list(out.values())
+
+
+def model_file(spec: str) -> Path | None:
+    """The weights file a model spec loads, for GGUF models (llama.cpp or transformers)."""
+    try:
+        ref = parse_model_spec(spec)
+    except Exception:
+        return None
+    if ref.scheme == "gguf":
+        return ref.path
+    if ref.scheme == "hf" and "#" in ref.target:
+        folder, _, name = ref.target.partition("#")
+        return Path(folder).expanduser() / name
+    return None
+
+
+def fits(adapter: SavedAdapter, spec: str, cache: HashCache | None = None) -> bool:
+    """Whether ``adapter`` was trained on the weights ``spec`` loads: the same GGUF file (by
+    path, else by size and sha256) or the same Hugging Face model."""
+    base = adapter.base
+    path = model_file(spec)
+    if path is not None:
+        if not path.is_file():
+            return False
+        if base.get("path") and Path(base["path"]).resolve() == path.resolve():
+            return True
+        if base.get("spec") == "embedded" and _is_embedded(path):
+            return True
+        if base.get("size_bytes") not in (None, path.stat().st_size):
+            return False
+        return bool(base.get("sha256")) and file_sha256(path, cache) == base["sha256"]
+    try:
+        ref = parse_model_spec(spec)
+    except Exception:
+        return False
+    return ref.scheme == "hf" and base.get("source") == ref.target
+
+
+def _is_embedded(path: Path) -> bool:
+    try:
+        return embedded_model_path().resolve() == path.resolve()
+    except Exception:  # the embedded model is not installed
+        return False
+
+
+def adapters_for(spec: str, cache: HashCache | None = None) -> list[SavedAdapter]:
+    return [a for a in saved_adapters() if fits(a, spec, cache)]
+
+
+def find_saved(name: str, spec: str | None = None,
+               cache: HashCache | None = None) -> SavedAdapter | None:
+    """The saved adapter called ``name`` (for ``spec``'s model when given)."""
+    for adapter in saved_adapters():
+        if adapter.name == name and (spec is None or fits(adapter, spec, cache)):
+            return adapter
+    return None

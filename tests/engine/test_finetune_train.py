@@ -1,0 +1,130 @@
+"""A tiny LoRA trained for a few steps on the embedded model: the loss falls, the prompt is
+masked, the GGUF LoRA changes llama.cpp's output, the stored training set hashes to its
+recorded sha256, and an interrupted training resumes from its checkpoint."""
+
+import json
+import threading
+
+import pytest
+
+pytestmark = pytest.mark.model
+torch = pytest.importorskip("torch")
+pytest.importorskip("peft")
+pytest.importorskip("gguf")
+
+from saferlab.engine.events import TrainingStep  # noqa: E402
+from saferlab.engine.finetune.data import DataSpec, Example, examples_sha256  # noqa: E402
+from saferlab.engine.finetune.spec import TrainSpec  # noqa: E402
+from saferlab.engine.types import DecodingParams, GenerationRequest, Message  # noqa: E402
+
+QUESTION = "Maya has 12 apples. Maya buys 5 more apples. How many apples does Maya have now?"
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from transformers import AutoTokenizer
+
+    from saferlab.engine.models import embedded_model_path
+
+    path = embedded_model_path()
+    return AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+
+
+def test_only_the_answer_and_its_end_of_turn_are_learned(tokenizer):
+    from saferlab.engine.finetune.tensors import encode, turn_end
+
+    end = turn_end(tokenizer)
+    assert end == "<|im_end|>"
+    messages = (Message("user", QUESTION), Message("assistant", "The answer is 17."))
+    ids, labels = encode(tokenizer, messages, 512, end)
+    prompt = tokenizer.apply_chat_template([messages[0].to_dict()], tokenize=False,
+                                           add_generation_prompt=True)
+    n_prompt = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+    assert ids[:n_prompt] == tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    assert labels[:n_prompt] == [-100] * n_prompt
+    assert labels[n_prompt:] == ids[n_prompt:]
+    assert tokenizer.decode(ids[n_prompt:]) == "The answer is 17.<|im_end|>"
+    assert encode(tokenizer, messages, n_prompt + 2, end) is None  # too long: left out
+
+
+def _spec(tmp_path, **kw) -> TrainSpec:
+    return TrainSpec(**({"name": "tiny", "data": DataSpec(data="direct", n=24, seed=1),
+                         "steps": 6, "batch_size": 4, "rank": 4, "alpha": 8, "lr": 3e-3,
+                         "threads": 2, "save_every": 2, "max_len": 160,
+                         "out": str(tmp_path / "tiny")} | kw))
+
+
+def test_a_tiny_adapter_trains_resumes_converts_and_is_recorded(tmp_path, embedded_path):
+    from saferlab.db import Store
+    from saferlab.db.trainings import (TrainingLog, find_training, training_examples,
+                                       training_losses)
+    from saferlab.engine.backends.llama_cpp import LlamaCppBackend
+    from saferlab.engine.finetune.train import Resume, train
+    from saferlab.engine.models import parse_model_spec
+
+    store = Store(tmp_path / "t.db")
+    log = TrainingLog(store)
+    spec = _spec(tmp_path)
+    cancel = threading.Event()
+
+    def stop_at_3(event):
+        if isinstance(event, TrainingStep) and event.step == 3:
+            cancel.set()
+
+    first = train(spec, log, stop_at_3, cancel)
+    assert first.status == "interrupted" and first.steps == 3
+    assert spec.checkpoints.is_dir() and not spec.folder.exists()
+    row = find_training(store, "tiny")
+    assert row["status"] == "interrupted"
+    # the stored training set is exactly what was trained on
+    examples = [Example.from_dict(e) for e in training_examples(store, row["id"])]
+    assert len(examples) == 24 and examples_sha256(examples) == row["data_sha256"]
+
+    second = train(spec, log, resume=Resume(row["id"], examples))
+    assert second.status == "finished" and second.steps == 6
+    losses = training_losses(store, row["id"])
+    assert [s for s, _ in losses] == [1, 2, 3, 4, 5, 6]  # continued, not restarted
+    values = [loss for _, loss in losses]
+    assert sum(values[-2:]) / 2 < sum(values[:2]) / 2  # the loss falls
+    row = find_training(store, "tiny")
+    assert row["status"] == "finished" and row["steps"] == 6 and row["peak_rss_mb"] > 0
+    assert not spec.checkpoints.exists()
+
+    folder = spec.folder
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "adapter.gguf", "adapter_config.json", "adapter_model.safetensors", "saferlab.json"]
+    meta = json.loads((folder / "saferlab.json").read_text())
+    assert meta["training"]["data_sha256"] == row["data_sha256"]
+    assert meta["spec"]["data"]["data"] == "direct" and meta["base"]["spec"] == "embedded"
+    registered = {r["kind"]: r for r in store.query("SELECT * FROM adapters")}
+    assert registered["peft"]["sha256"] == meta["sha256"]["peft"] == row["adapter_sha256"]
+    assert registered["gguf-lora"]["training_id"] == row["id"]
+
+    # the GGUF LoRA loads in llama.cpp and changes what the model says
+    backend = LlamaCppBackend(parse_model_spec("embedded"), n_ctx=1024,
+                              adapters=[("tiny", str(folder / "adapter.gguf"))])
+    try:
+        ask = [GenerationRequest(f"r{i}", (Message("user", QUESTION),),
+                                 DecodingParams(max_tokens=12), adapter=a)
+               for i, a in enumerate([None, "tiny", "tiny@0"])]
+        base, tuned, off = [r.text for r in backend.generate(ask)]
+    finally:
+        backend.close()
+    assert tuned != base
+    assert off == base  # at scale 0 the adapter adds nothing
+    assert "The answer is" in tuned
+
+
+def test_bad_training_options_fail_before_any_weights_load(tmp_path):
+    from saferlab.engine.errors import SaferlabError
+    from saferlab.engine.finetune.train import train
+
+    for bad in (_spec(tmp_path, name="a+b"), _spec(tmp_path, model="openai:http://x/v1#m"),
+                _spec(tmp_path, steps=2, epochs=1.0), _spec(tmp_path, lr=3.0),
+                _spec(tmp_path, data=DataSpec(data="verbose"))):
+        with pytest.raises(SaferlabError) as err:
+            train(bad)
+        assert err.value.exit_code == 2
+    (tmp_path / "tiny").mkdir()
+    with pytest.raises(SaferlabError, match="exists already"):
+        train(_spec(tmp_path))
