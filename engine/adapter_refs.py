@@ -56,6 +56,12 @@ def resolve_one(source: str, model: str, cache: HashCache | None = None) -> dict
         # vLLM serves each LoRA adapter under a model name of its own.
         return {"name": source, "path": None, "base_model": model, "sha256": None,
                 "kind": "served", "origin": "served"}
+    # A bare name ("aligned") is saferlab's adapter of that name even when the working folder
+    # holds an entry called so; "./aligned" is the folder.
+    bare = not any(c in source for c in "/\\~") and not source.lower().endswith(".gguf")
+    saved = find_saved(source, model, cache) if bare else None
+    if saved is not None:
+        return _saved_info(saved, scheme, cache)
     path = Path(source).expanduser()
     if path.is_dir() and (path / META_FILE).is_file():
         # saferlab made it, wherever it lies now
@@ -66,9 +72,6 @@ def resolve_one(source: str, model: str, cache: HashCache | None = None) -> dict
     if path.exists() or source.lower().endswith(".gguf") or "/" in source:
         info = (check_gguf_lora(path) if scheme == "gguf" else check_peft_adapter(path))
         return info | {"name": safe_name(info["name"]), "kind": KINDS[scheme], "origin": "file"}
-    saved = find_saved(source, model, cache)
-    if saved is not None:
-        return _saved_info(saved, scheme, cache)
     other = find_saved(source)
     if other is not None:
         raise SaferlabError(

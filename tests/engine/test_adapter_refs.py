@@ -63,6 +63,17 @@ def test_names_resolve_to_the_format_the_backend_loads(trained, embedded_path):
     assert set(by_path) == {"aligned", "cot"}
 
 
+def test_a_bare_name_is_the_saved_adapter_even_beside_a_folder_so_named(trained, tmp_path,
+                                                                       monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    local = _saved(tmp_path, "aligned-here")
+    (tmp_path / "aligned").symlink_to(local)  # ./aligned is another adapter
+    _, by_name = resolve_stacks("embedded", ["aligned"])
+    assert by_name["aligned"]["path"] == str((trained["aligned"] / "adapter.gguf").resolve())
+    _, by_path = resolve_stacks("embedded", ["./aligned"])
+    assert by_path["aligned-here"]["path"] == str((local / "adapter.gguf").resolve())
+
+
 def test_unknown_foreign_and_formatless_adapters_are_one_clear_error(trained):
     with pytest.raises(SaferlabError, match="unknown adapter 'nope'.*aligned"):
         resolve_stacks("embedded", ["nope"])
