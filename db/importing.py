@@ -29,19 +29,23 @@ class _Lines:
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         try:
-            f = self.path.open(encoding="utf-8")
+            f = self.path.open("rb")  # decoded line by line, so a bad byte names its line
         except OSError as exc:
             raise SaferlabError(f"cannot read {self.path}: {exc.strerror}", EXIT_USAGE) from None
         with f:
-            for self.number, line in enumerate(f, start=1):
+            for self.number, raw in enumerate(f, start=1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise self.fail("not UTF-8 text") from None
                 if not line.strip():
                     continue
                 try:
                     record = json.loads(line)
                 except json.JSONDecodeError as exc:
                     raise self.fail(f"not JSON ({exc.msg})") from None
-                except UnicodeDecodeError:
-                    raise self.fail("not UTF-8 text") from None
+                except RecursionError:
+                    raise self.fail("JSON nested too deeply") from None
                 if not isinstance(record, dict) or "record" not in record:
                     raise self.fail("not a saferlab export record (no 'record' field)")
                 yield record

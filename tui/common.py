@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import functools
 import json
+import sqlite3
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import typer
 
-from saferlab.engine.errors import SaferlabError
+from saferlab.engine.errors import EXIT_DATABASE, SaferlabError
 
 DbOption = typer.Option(None, "--db", help="Database file (default: $SAFERLAB_HOME/saferlab.db "
                         "or the user data directory).", dir_okay=False)
@@ -25,6 +26,14 @@ def handles_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except SaferlabError as exc:
             typer.echo(f"saferlab: error: {exc.message}", err=True)
             raise typer.Exit(exc.exit_code) from None
+        except sqlite3.DatabaseError as exc:
+            # The store maps what it foresees; a file that turns read-only, a full disk or a
+            # corrupt page can still surface from any query.
+            from saferlab.db import default_db_path
+
+            where = kwargs.get("db") or default_db_path()
+            typer.echo(f"saferlab: error: database {where}: {exc}", err=True)
+            raise typer.Exit(EXIT_DATABASE) from None
     return wrapper
 
 

@@ -213,9 +213,13 @@ def test_import_refuses_bad_files_and_keeps_the_database(store, tmp_path):
         "unknownrun": (good[0] + "\n" + json.dumps({**json.loads(good[1]), "run_id": 77}) + "\n", "run 77 is not in the manifest"),
         "empty": ("", "is empty"),
     }
+    cases |= {"binary": (bytes(range(128, 256)) * 8, "line 1: not UTF-8 text"),
+              "badbyte": (good[0].encode() + b"\n\xff" + good[1].encode() + b"\n",
+                          "line 2: not UTF-8 text"),
+              "deep": ("[" * 100_000 + "\n", "line 1: JSON nested too deeply")}
     for name, (content, message) in cases.items():
         path = tmp_path / f"{name}.jsonl"
-        path.write_text(content)
+        path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
         with pytest.raises(SaferlabError, match=re.escape(message)):
             import_jsonl(target, path)
         assert next(target.query("SELECT COUNT(*) AS n FROM runs"))["n"] == 0, name

@@ -167,3 +167,19 @@ def test_user_files_with_mistakes_give_one_clear_line(saferlab_home):
     (folder / "attacks.toml").write_text('[broken\n')
     result = runner.invoke(app, ["prompts"])
     assert result.exit_code == 2 and "is not valid TOML" in result.stderr
+
+
+def test_a_database_that_fails_under_a_command_is_one_line(tmp_path, monkeypatch):
+    # A file that turns read-only (chattr +i), a full disk, a corrupt page: whatever SQLite
+    # raises mid-command is one line naming the database, and exit code 4.
+    from saferlab.db.store import Store
+
+    def readonly(self, *args, **kwargs):
+        raise sqlite3.OperationalError("attempt to write a readonly database")
+
+    monkeypatch.setattr(Store, "start_session", readonly)
+    db = tmp_path / "ro.db"
+    result = runner.invoke(app, ["run", "--model", "fake:echo", "--limit", "1", "--db", str(db)])
+    assert result.exit_code == 4
+    assert result.output.strip().splitlines() == [
+        f"saferlab: error: database {db}: attempt to write a readonly database"]
