@@ -15,6 +15,14 @@ pytestmark = pytest.mark.model
 SAFERLAB = [sys.executable, "-m", "saferlab.tui.cli"]
 
 
+def stored(db) -> int:
+    """Generations stored so far; 0 while the database is still being created."""
+    try:
+        return sum(n for _, n, _, _ in counts(db)) if db.exists() else 0
+    except sqlite3.OperationalError:  # its tables are not there yet
+        return 0
+
+
 def counts(db):
     """Per run: generations, generations without error, generations with a verdict."""
     with sqlite3.connect(db) as conn:
@@ -72,7 +80,7 @@ def test_sigkill_then_resume_generates_every_item_once(saferlab_home):
     deadline = time.monotonic() + 120
     try:
         while time.monotonic() < deadline:
-            if db.exists() and sum(n for _, n, _, _ in counts(db)) >= 3:
+            if stored(db) >= 3:
                 break
             time.sleep(0.05)
         else:
@@ -106,7 +114,7 @@ def test_ctrl_c_cancels_cleanly_and_resume_finishes(saferlab_home):
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        if db.exists() and sum(n for _, n, _, _ in counts(db)) >= 2:
+        if stored(db) >= 2:
             break
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
