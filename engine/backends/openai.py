@@ -76,6 +76,10 @@ class OpenAIBackend:
         self._parts = parts
         self._path = parts.path.rstrip("/") + "/chat/completions"
         self._key = os.environ.get(api_key_env) or os.environ.get("OPENAI_API_KEY") or None
+        # longest first, so that a key containing another is masked whole
+        self._secrets = sorted({v for v in (os.environ.get(api_key_env),
+                                            os.environ.get("OPENAI_API_KEY"), self._key)
+                                if v and len(v) >= 8}, key=len, reverse=True)
         self._jitter = random.Random(0)
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="saferlab-openai")
@@ -155,6 +159,8 @@ class OpenAIBackend:
                       "stacked or scaled (serve the merged adapter under a name of its own)")
         try:
             result = _parse(request.id, self._ask(self._payload(request), stop, live))
+            # A server may quote the request's Authorization header back in its answer.
+            result = replace(result, text=self._redact(result.text))
         except (_Cancelled, _Failure) as exc:
             if isinstance(exc, _Cancelled) or stop.is_set():  # a failure our abort caused
                 result = GenerationResult(request.id, finish_reason=FINISH_CANCELLED)
@@ -248,8 +254,11 @@ class OpenAIBackend:
             raise _Failure(f"the server's answer is not valid JSON: {_snippet(data)}") from None
 
     def _redact(self, text: str) -> str:
-        # Some servers quote the credential back in their error messages.
-        return text.replace(self._key, "[api key]") if self._key else text
+        """The credentials masked: this backend's key, and any value of the variables it is
+        read from (servers quote them back in errors, and some in their answers)."""
+        for secret in self._secrets:
+            text = text.replace(secret, "[api key]")
+        return text
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

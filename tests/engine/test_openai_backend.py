@@ -117,6 +117,9 @@ def make_handler(state):
                 del ok["usage"]
             if cue == "think":
                 ok["choices"][0]["message"]["reasoning_content"] = "hmm"
+            if cue == "echo-auth":  # a server that quotes the request's header back
+                ok["choices"][0]["message"]["content"] = f"you sent {self.headers['Authorization']}"
+                ok["choices"][0]["message"]["reasoning_content"] = f"the key is {KEY}"
             self.send(200, ok)
 
     return Handler
@@ -176,8 +179,14 @@ def test_faults_end_as_errors_or_retried_successes(scripted):
 def test_api_key_goes_in_the_header_and_nowhere_else(scripted, monkeypatch):
     monkeypatch.setenv("SAFERLAB_OPENAI_API_KEY", KEY)
     b = backend(scripted.url)
-    results = list(b.generate([ask("a", "hello"), ask("b", "auth"), ask("c", "broken")]))
-    assert scripted.auth == [f"Bearer {KEY}"] * len(scripted.auth) and len(scripted.auth) == 6
+    streamed = []
+    results = list(b.generate([ask("a", "hello"), ask("b", "auth"), ask("c", "broken"),
+                               ask("d", "echo-auth")],
+                              on_token=lambda rid, text: streamed.append(text)))
+    assert scripted.auth == [f"Bearer {KEY}"] * len(scripted.auth) and len(scripted.auth) == 7
+    echoed = next(r for r in results if r.request_id == "d")
+    assert echoed.text == "<think>the key is [api key]</think>you sent Bearer [api key]"
+    assert KEY not in " ".join(streamed)
     errors = [r.error for r in results if r.error]
     assert len(errors) == 2 and "Incorrect API key: [api key]" in " ".join(errors)
     assert KEY not in repr(results) and KEY not in json.dumps(b.info())
