@@ -94,6 +94,7 @@ class RunPlan:
     run_id: int | None = None  # set when the run already exists (resume)
     extra_config: dict[str, Any] = field(default_factory=dict)
     recipe: Recipe | None = None  # rebuilt from the spec's names when None (resume)
+    retry_errors: bool = False  # on resume: items whose generation failed are generated again
 
     def get_recipe(self) -> Recipe:
         if self.recipe is None:
@@ -135,7 +136,7 @@ def plan_session(spec: SessionSpec) -> list[RunPlan]:
     suites = _unique(spec.suites, "suite")
     items: list[Item] = []
     for suite in suites:
-        items += sample(load_suite(suite, spec.seed), spec.limit, spec.seed)
+        items += sample(load_suite(suite, spec.seed, spec.limit), spec.limit, spec.seed)
     if not items:
         raise SaferlabError("the chosen suites hold no items", EXIT_USAGE)
     stacks, adapters = resolve_stacks(spec.model, spec.adapters) if spec.adapters else ([], {})

@@ -148,15 +148,19 @@ def math_problem(rng: random.Random, steps: int) -> MathProblem:
     return MathProblem(text, value, name, things, start, tuple(worked))
 
 
-def build_math(ref: Ref, seed: int) -> list[Item]:
+MATH_MAX_COUNT = 100_000  # problems one math suite reference may ask for
+
+
+def build_math(ref: Ref, seed: int, limit: int | None = None) -> list[Item]:
+    """``n`` problems (only the first ``limit`` are built when a run samples that many)."""
     data = load_toml("suites/math.toml")
     unknown = set(ref.params) - {"n", "steps"}
     if unknown:
         raise SaferlabError(f"suite 'math' takes n and steps, not {', '.join(sorted(unknown))}", EXIT_USAGE)
-    count = ref.int_param("n", data["default_count"], low=1)
+    count = ref.int_param("n", data["default_count"], low=1, high=MATH_MAX_COUNT)
     steps = ref.int_param("steps", data["default_steps"], low=1, high=12)
     items = []
-    for i in range(count):
+    for i in range(count if limit is None else min(count, limit)):
         # One generator per item: item i is the same whatever n is, so --limit draws a prefix.
         rng = random.Random(f"{seed}:{steps}:{i}")
         problem = math_problem(rng, steps)
@@ -192,9 +196,10 @@ def suites() -> dict[str, SuiteInfo]:
     return out
 
 
-def load_suite(text: str, seed: int = 0) -> list[Item]:
+def load_suite(text: str, seed: int = 0, limit: int | None = None) -> list[Item]:
     """All items of a suite reference: ``harmful``, ``math:steps=4,n=200``, or a loader with
-    a file, ``advbench:PATH``."""
+    a file, ``advbench:PATH``. ``limit``: a run samples that many, so a generator (whose
+    sample is its prefix) builds no more."""
     from .loaders import LOADERS, load_from
 
     name, sep, rest = text.strip().partition(":")
@@ -203,11 +208,13 @@ def load_suite(text: str, seed: int = 0) -> list[Item]:
             raise SaferlabError(f"the {name} loader needs a file: {name}:PATH", EXIT_USAGE)
         return load_from(name, rest)
     known = suites()
-    ref = Ref.parse(text)
-    if ref.name not in known:
+    if name.strip() not in known:  # before its parameters are read: nope:PATH is a name error
         raise SaferlabError(
-            f"unknown suite {ref.name!r}; known suites: {', '.join(sorted(known))}; "
+            f"unknown suite or loader {name.strip()!r}; known suites: {', '.join(sorted(known))}; "
             f"loaders (NAME:PATH): {', '.join(LOADERS)}", EXIT_USAGE)
+    ref = Ref.parse(text)
+    if ref.name == "math":
+        return build_math(ref, seed, limit)
     return known[ref.name].build(ref, seed)
 
 

@@ -110,14 +110,26 @@ def test_loaded_math_is_sampled_not_truncated():
 
 
 @pytest.mark.parametrize("ref,msg", [
-    ("nonsense", "unknown suite 'nonsense'; known suites: benign, harmful, math, privacy; loaders"),
+    ("nonsense", "unknown suite or loader 'nonsense'; known suites: benign, harmful, math, privacy; loaders"),
     ("advbench", "the advbench loader needs a file: advbench:PATH"),
     ("math:steps=x", "steps must be an integer"),
     ("math:steps=99", "outside"),
     ("math:depth=2", "takes n and steps"),
     ("harmful:n=3", "takes no parameters"),
     ("math:steps", "parameters are written"),
+    ("nope:/data/x.csv", "unknown suite or loader 'nope'"),
 ])
 def test_bad_suite_refs(ref, msg):
     with pytest.raises(SaferlabError, match=re.escape(msg)):
         load_suite(ref)
+
+
+def test_a_huge_math_suite_is_refused_and_a_sampled_one_builds_only_its_sample():
+    with pytest.raises(SaferlabError, match=r"n=100000000 is outside 1\.\.100000"):
+        load_suite("math:n=100000000")
+    from saferlab.engine.plan import SessionSpec, plan_session
+
+    # n=100000 with --limit 2 builds two problems, the same two as the full suite's first
+    plans = plan_session(SessionSpec(suites=("math:n=100000",), limit=2))
+    assert [p.item for p in plans[0].items] == load_suite("math:n=3")[:2]
+    assert len(load_suite("math:n=100000", limit=2)) == 2

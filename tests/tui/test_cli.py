@@ -73,7 +73,7 @@ def test_no_log_leaves_no_database(saferlab_home):
     (["--modifier", "safety-demos"], 2, "use it with few-shot-cot:k=N"),
     (["--suite", "advbench:/nowhere.csv"], 2, "/nowhere.csv"),
     (["--reasoning", "nope"], 2, "unknown reasoning prompt 'nope'"),
-    (["--suite", "nope"], 2, "unknown suite 'nope'"),
+    (["--suite", "nope"], 2, "unknown suite or loader 'nope'"),
     (["--judge", "nope"], 2, "unknown judge 'nope'"),
     (["--model", "vllm:x/y"], 2, "unknown model scheme 'vllm:'"),
     (["--model", "/nowhere/m.gguf"], 3, "model file not found: /nowhere/m.gguf"),
