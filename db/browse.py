@@ -30,8 +30,9 @@ def list_sessions(store: Store, limit: int = 200) -> list[dict[str, Any]]:
 def session_run_rows(store: Store, session_id: int) -> list[dict[str, Any]]:
     out = []
     for r in store.query(
-            "SELECT r.*, (SELECT COUNT(*) FROM generations g WHERE g.run_id = r.id) AS generated "
-            "FROM runs r WHERE r.session_id = ? ORDER BY r.id", [session_id]):
+            "SELECT r.*, (SELECT COUNT(*) FROM generations g WHERE g.run_id = r.id) AS generated, "
+            "(SELECT COUNT(*) FROM generations g WHERE g.run_id = r.id AND g.error IS NOT NULL) "
+            "AS errors FROM runs r WHERE r.session_id = ? ORDER BY r.id", [session_id]):
         r["config"] = json.loads(r["config_json"])
         r["meters"] = json.loads(r["meters_json"]) if r["meters_json"] else {}
         out.append(r)

@@ -47,8 +47,10 @@ def load_run_plan(store: Store, run: dict[str, Any]) -> RunPlan:
     return RunPlan(spec, items, run_id=run["id"], extra_config=extra)
 
 
-def resumable(store: Store, target: str) -> tuple[int, list[RunPlan]]:
-    """The session to continue and its runs that are not finished, oldest first."""
+def resumable(store: Store, target: str,
+              retry_errors: bool = True) -> tuple[int, list[RunPlan]]:
+    """The session to continue and its runs that are not finished, oldest first. With
+    ``retry_errors``, items whose generation failed are not done: their runs continue too."""
     kind, ident = parse_target(target)
     if kind == "session":
         session_id = ident if ident is not None else latest_session_id(store)
@@ -65,9 +67,12 @@ def resumable(store: Store, target: str) -> tuple[int, list[RunPlan]]:
         session_id = runs[0]["session_id"]
     plans = []
     for run in runs:
-        if run["status"] == FINISHED and generated_count(store, run["id"]) >= run["n_items"]:
-            continue
-        plans.append(load_run_plan(store, run))
+        done = generated_count(store, run["id"], ok_only=retry_errors)
+        if done >= run["n_items"] and (run["status"] == FINISHED or not retry_errors):
+            continue  # (a run whose every item failed stays failed when its errors are kept)
+        plan = load_run_plan(store, run)
+        plan.retry_errors = retry_errors
+        plans.append(plan)
     return session_id, plans
 
 
@@ -92,13 +97,17 @@ def session_runs(store: Store, target: str) -> tuple[int, list[dict[str, Any]]]:
     return session_id, runs
 
 
-def generated_count(store: Store, run_id: int) -> int:
-    return next(store.query("SELECT COUNT(*) AS n FROM generations WHERE run_id = ?",
+def generated_count(store: Store, run_id: int, ok_only: bool = False) -> int:
+    """Items of the run with a generation (``ok_only``: one that did not fail)."""
+    where = " AND error IS NULL" if ok_only else ""
+    return next(store.query("SELECT COUNT(*) AS n FROM generations WHERE run_id = ?" + where,
                             [run_id]))["n"]
 
 
 def list_runs(store: Store, limit: int | None = None) -> list[dict[str, Any]]:
-    sql = ("SELECT r.*, (SELECT COUNT(*) FROM generations g WHERE g.run_id = r.id) AS generated "
+    sql = ("SELECT r.*, (SELECT COUNT(*) FROM generations g WHERE g.run_id = r.id) AS generated, "
+           "(SELECT COUNT(*) FROM generations g WHERE g.run_id = r.id AND g.error IS NOT NULL) "
+           "AS errors "
            "FROM runs r ORDER BY r.id DESC")
     params: list[Any] = []
     if limit:
@@ -110,7 +119,7 @@ def list_runs(store: Store, limit: int | None = None) -> list[dict[str, Any]]:
             "id": row["id"], "session_id": row["session_id"], "created_utc": row["created_utc"],
             "status": row["status"], "model": row["model"], "reasoning": row["reasoning"],
             "attack": row["attack"], "adapter": json.loads(row["config_json"]).get("adapter"),
-            "items": row["n_items"], "generated": row["generated"],
+            "items": row["n_items"], "generated": row["generated"], "errors": row["errors"],
             "meters": json.loads(row["meters_json"]) if row["meters_json"] else {},
             "error": row["error"],
         })

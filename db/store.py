@@ -155,8 +155,15 @@ class Store:
                 for i, (item, messages) in enumerate(items))
         return run_id
 
-    def begin_run(self, run_id: int) -> dict[str, list[Verdict]]:
+    def begin_run(self, run_id: int, retry_errors: bool = False) -> dict[str, list[Verdict]]:
         with self.transaction():
+            if retry_errors:
+                failed = "SELECT id FROM generations WHERE run_id = ? AND error IS NOT NULL"
+                for table in ("verdicts", "turns"):
+                    self.db.execute(f"DELETE FROM {table} WHERE generation_id IN ({failed})",
+                                    [run_id])
+                self.db.execute("DELETE FROM generations WHERE run_id = ? AND error IS NOT NULL",
+                                [run_id])
             self.db.execute(
                 "UPDATE runs SET status = 'running', started_utc = COALESCE(started_utc, ?), "
                 "finished_utc = NULL, error = NULL WHERE id = ?", [utc_now(), run_id])

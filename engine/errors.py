@@ -24,4 +24,5 @@ class SaferlabError(Exception):
 EXIT_USAGE = 2  # unknown name, bad option value
 EXIT_MODEL = 3  # model missing, unreadable or not GGUF
 EXIT_DATABASE = 4  # database unreadable or of an unknown schema
+EXIT_ITEMS_FAILED = 5  # every item of a run failed (a server down, a key refused)
 EXIT_CANCELLED = 130  # the user interrupted a run

@@ -65,8 +65,9 @@ class MetersUpdated(Event):
 @dataclass(frozen=True)
 class RunFinished(Event):
     run_id: int
-    status: str  # "finished" or "cancelled"
+    status: str  # "finished", "cancelled", or "failed" when every item failed
     meters: dict[str, Meter] = field(default_factory=dict)
+    error: str | None = None  # how many items failed, and the first error
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,10 @@ class Recorder(Protocol):
         of a session are created before the first starts, so a resume knows every one."""
         ...
 
-    def begin_run(self, run_id: int) -> dict[str, list[Verdict]]:
+    def begin_run(self, run_id: int, retry_errors: bool = False) -> dict[str, list[Verdict]]:
         """Mark the run running; return the verdicts of the items already generated, by item
-        id (an item whose generation failed maps to an empty list)."""
+        id (an item whose generation failed maps to an empty list). With ``retry_errors``,
+        failed generations are dropped first, so their items are generated again."""
         ...
 
     def record_generation(self, run_id: int, item: Item, messages: Sequence[Message],
@@ -53,7 +54,7 @@ class NullRecorder:
         self.statuses[run_id] = "pending"
         return run_id
 
-    def begin_run(self, run_id) -> dict[str, list[Verdict]]:
+    def begin_run(self, run_id, retry_errors=False) -> dict[str, list[Verdict]]:
         self.statuses[run_id] = "running"
         return {}
 

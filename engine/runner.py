@@ -30,6 +30,7 @@ class RunOutcome:
     total: int
     error: str | None = None
     completion_tokens: int = 0
+    errors: int = 0  # items of this call whose generation failed (stored, retried on resume)
     generation_ms: float = 0.0
 
 
@@ -80,7 +81,7 @@ class Runner:
         run_id, config = plan.run_id, plan.config()
         panel = JudgePanel(plan.spec.judges, self.judge_model)
         tally = MeterTally()
-        done = self.recorder.begin_run(run_id)
+        done = self.recorder.begin_run(run_id, retry_errors=plan.retry_errors)
         for p in plan.items:
             if p.item.id in done:
                 tally.add_item(p.item.kind, done[p.item.id])
@@ -92,6 +93,7 @@ class Runner:
         self.emit(MetersUpdated(run_id, outcome.meters, count, total))
 
         recipe = plan.get_recipe()
+        first_error: str | None = None
         try:
             for planned, item_outcome in self._outcomes(plan, recipe, panel, pending):
                 result = item_outcome.result
@@ -104,6 +106,9 @@ class Runner:
                 tally.add_item(planned.item.kind, verdicts)
                 count += 1
                 outcome.generated += 1
+                if result.error is not None:
+                    outcome.errors += 1
+                    first_error = first_error or result.error
                 outcome.completion_tokens += result.completion_tokens
                 outcome.generation_ms += result.duration_ms
                 outcome.meters = tally.snapshot()
@@ -118,8 +123,16 @@ class Runner:
             raise
         if self.cancel.is_set() and count < total:
             outcome.status = "cancelled"
-        self.recorder.finish_run(run_id, outcome.status, outcome.meters)
-        self.emit(RunFinished(run_id, outcome.status, outcome.meters))
+        elif outcome.errors and outcome.errors == outcome.generated \
+                and not any(done.values()):
+            # Nothing came back (a server down, a key refused): the run is not done.
+            outcome.status = "failed"
+            outcome.error = f"every item failed ({outcome.errors}); the first: {first_error}"
+        elif outcome.errors:
+            outcome.error = (f"{outcome.errors} of {outcome.generated} items failed; "
+                             f"the first: {first_error}")
+        self.recorder.finish_run(run_id, outcome.status, outcome.meters, outcome.error)
+        self.emit(RunFinished(run_id, outcome.status, outcome.meters, outcome.error))
         return outcome
 
     @staticmethod

@@ -78,7 +78,7 @@ class Bridge:
                                    event.done))
         elif isinstance(event, ev.RunFinished):
             self._flush(event.run_id)
-            self.post(msg.RunEnded(event.run_id, event.status))
+            self.post(msg.RunEnded(event.run_id, event.status, event.error))
         elif isinstance(event, ev.RunFailed):
             self.post(msg.RunEnded(event.run_id, "failed", event.error))
 

@@ -11,10 +11,11 @@ from typing import Any, Callable, List, Optional
 import typer
 from rich.console import Console
 
-from saferlab.engine.errors import EXIT_CANCELLED, EXIT_USAGE, SaferlabError
+from saferlab.engine.errors import EXIT_CANCELLED, EXIT_ITEMS_FAILED, EXIT_USAGE, SaferlabError
 
 from . import render
 from .common import DbOption, handles_errors, open_store, output
+from .literal import visible
 
 app = typer.Typer(
     name="saferlab", add_completion=False,
@@ -63,6 +64,7 @@ def run(
     judge: List[str] = typer.Option([], "--judge", "-j", help="Judges, the first of each meter primary (default: refusal-heuristic, refusal-keywords, answer-match, pii-leak)."),
     judge_model: Optional[str] = typer.Option(None, "--judge-model", help="Model for llm-judge, strongreject and llama-guard."),
     resume: Optional[str] = typer.Option(None, "--resume", help="Finish a run (7), a session (s3) or 'last', with its stored settings."),
+    retry_errors: bool = typer.Option(True, "--retry-errors/--no-retry-errors", help="With --resume: generate the items that failed again (default) or keep their errors."),
     adapter: List[str] = typer.Option([], "--adapter", help="LoRA adapter (PEFT folder for hf:, GGUF LoRA for GGUF models, served name for openai:); adds a run per adapter beside the base."),
     ctx: int = typer.Option(4096, "--ctx", min=256, help="Context length for GGUF models."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads (default: all)."),
@@ -99,7 +101,7 @@ def run(
     if resume:
         from saferlab.db import resumable
 
-        session_id, plans = resumable(store, resume)
+        session_id, plans = resumable(store, resume, retry_errors=retry_errors)
         if not plans:
             typer.echo(f"session s{session_id} has nothing left to run", err=True)
             _print_runs(store, [], session_id, as_json)
@@ -113,6 +115,21 @@ def run(
         typer.echo(f"cancelled; finish it with: saferlab run --resume s{outcome.session_id}",
                    err=True)
         raise typer.Exit(EXIT_CANCELLED)
+    _report_failed_items(outcome)
+
+
+def _report_failed_items(outcome) -> None:
+    """Failed items are stored and not done: say so, and exit 5 when a run got nothing back."""
+    retry = f"retry them: saferlab run --resume s{outcome.session_id}"
+    for run in outcome.runs:
+        if run.errors and run.status != "failed":
+            typer.echo(f"saferlab: warning: run {run.run_id}: "
+                       f"{visible(run.error or '')}; {retry}", err=True)
+    failed = [run for run in outcome.runs if run.status == "failed"]
+    if failed:
+        typer.echo(f"saferlab: error: run {failed[0].run_id}: {visible(failed[0].error or '')}; "
+                   f"{retry}", err=True)
+        raise typer.Exit(EXIT_ITEMS_FAILED)
 
 
 def kind_budgets(texts: List[str]) -> tuple[tuple[str, int], ...]:

@@ -30,8 +30,15 @@ def run_row(outcome: Any, session_id: int) -> dict[str, Any]:
         "completion_tokens": outcome.completion_tokens,
         "tokens_per_s": (round(outcome.completion_tokens * 1000 / outcome.generation_ms, 1)
                          if outcome.generation_ms else None),
-        "error": outcome.error,
+        "error": outcome.error, "errors": outcome.errors,
     }
+
+
+def status_cell(status: str, errors: int | None) -> Text:
+    """A run's status, with how many of its items failed (stored; --resume retries them)."""
+    if errors:
+        return Text(f"{status} with {errors} error{'s' if errors != 1 else ''}", style="yellow")
+    return Text(status)
 
 
 def meter_cell(meter: dict[str, Any] | None) -> Text:
@@ -64,7 +71,8 @@ def meters_table(console: Console, rows: list[dict[str, Any]], title: str) -> No
         c = r["config"]
         table.add_row(Text(str(r["id"])), Text(c["reasoning"]), Text(c["attack"]),
                       *([Text(c.get("adapter") or "-")] if adapters else []),
-                      Text(r["status"]), *(meter_cell(r["meters"].get(m)) for m in meters))
+                      status_cell(r["status"], r.get("errors")),
+                      *(meter_cell(r["meters"].get(m)) for m in meters))
     console.print(table)
     console.print(Text("meter: value, n, [Wilson 95% interval]; safety = 1 - attack success "
                        "rate, reasoning = accuracy, privacy = 1 - leak rate, over_refusal = "
@@ -83,7 +91,8 @@ def runs_table(console: Console, rows: list[dict[str, Any]]) -> None:
         table.add_row(Text(f"{r['id']} s{r['session_id']}"), Text(r["model"]),
                       Text(r["reasoning"]), Text(r["attack"]),
                       *([Text(r.get("adapter") or "-")] if adapters else []),
-                      Text(f"{r['generated']}/{r['items']}"), Text(r["status"]),
+                      Text(f"{r['generated']}/{r['items']}"),
+                      status_cell(r["status"], r.get("errors")),
                       *(meter_cell(r["meters"].get(m)) for m in meters))
     console.print(table)
 

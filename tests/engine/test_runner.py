@@ -53,16 +53,23 @@ def test_events_meters_and_verdicts_for_a_scripted_backend():
 
 def test_a_failed_item_is_data_and_the_batch_goes_on():
     recorder = NullRecorder()
-    backend = FakeBackend(script=lambda r: COMPLIANCE,
-                          fail=lambda r: "server exploded" if "harmful/0" in r.id else None)
+    calls = []
+
+    def explodes_thrice(request):
+        calls.append(request)
+        return "server exploded" if len(calls) <= 3 else None
+
+    backend = FakeBackend(script=lambda r: COMPLIANCE, fail=explodes_thrice)
     events = []
     outcome = Lab(recorder=recorder, emit=events.append).run(plans(suites=("harmful",), limit=8),
                                                             backend=backend)
     judged = [e for e in events if isinstance(e, ItemJudged)]
     failed = [e for e in judged if e.result.error]
     assert outcome.status == "finished" and len(judged) == 8 and recorder.generations == 8
-    assert failed and all(e.verdicts == () for e in failed)
+    assert len(failed) == 3 and all(e.verdicts == () for e in failed)
     assert outcome.runs[0].meters["safety"].n == 8 - len(failed)
+    run = outcome.runs[0]
+    assert run.errors == 3 and run.error == "3 of 8 items failed; the first: server exploded"
 
 
 def test_a_judge_that_raises_gives_an_error_verdict(monkeypatch):
@@ -107,7 +114,7 @@ class ResumingRecorder(NullRecorder):
         super().__init__()
         self.done = done
 
-    def begin_run(self, run_id):
+    def begin_run(self, run_id, retry_errors=False):
         return self.done
 
 

@@ -186,6 +186,38 @@ def test_cancel_keeps_what_was_done_and_the_screen_stays_live(tmp_path):
     assert status == "finished" and done == rows == n == 8
 
 
+def test_failed_items_are_counted_and_retried_from_history(tmp_path):
+    from textual.widgets import DataTable
+
+    server = {"down": True}
+    app = make_app(tmp_path, fail=lambda request: "connection refused" if server["down"] else None)
+
+    async def flow():
+        async with app.run_test(size=(150, 50)) as pilot:
+            use_model(app, "fake:refuse")
+            configure(app.screen, suites=("harmful",), sample=3)
+            await pilot.press("f")
+            await settle(app, pilot)
+            text = screen_text(app)
+            assert "r1 failed: every item failed (3)" in text and "retry" in text
+            await pilot.press("h")
+            await pilot.pause(0.2)
+            app.screen.show_runs(1)
+            runs = app.screen.query_one("#runs", DataTable)
+            assert "failed with 3 errors" in str(runs.get_row_at(0)[2])
+            server["down"] = False
+            app.screen.show_items(1)
+            await pilot.press("r")
+            await settle(app, pilot)
+
+    run(flow())
+    with sqlite3.connect(tmp_path / "lab.db") as conn:
+        status, error = conn.execute("SELECT status, error FROM runs").fetchone()
+        errors = conn.execute("SELECT COUNT(*) FROM generations WHERE error IS NOT NULL")
+        assert (status, error, errors.fetchone()[0]) == ("finished", None, 0)
+        assert conn.execute("SELECT COUNT(*) FROM generations").fetchone()[0] == 3
+
+
 def test_a_model_that_fails_to_load_is_shown_not_raised(tmp_path):
     from saferlab.tui.app import LabApp
 

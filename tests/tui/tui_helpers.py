@@ -24,7 +24,7 @@ def ticking_clock(step: float = 0.01):
 
 
 def make_app(tmp_path, script=None, **kwargs) -> LabApp:
-    backend_kwargs = {k: kwargs.pop(k) for k in ("token_delay", "stall") if k in kwargs}
+    backend_kwargs = {k: kwargs.pop(k) for k in ("token_delay", "stall", "fail") if k in kwargs}
     return LabApp(tmp_path / "lab.db", backend_factory=fake_factory(script, **backend_kwargs),
                   settings_file=tmp_path / "tui.json", autoload=False,
                   clock=kwargs.pop("clock", ticking_clock()), **kwargs)

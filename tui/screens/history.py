@@ -83,7 +83,9 @@ class HistoryScreen(Screen):
         table = self.query_one("#runs", DataTable)
         table.clear()
         for r in session_run_rows(self.app.store, session_id):
-            table.add_row(f"r{r['id']}", literal(run_title(r["config"])), literal(r["status"]),
+            status = f"{r['status']} with {r['errors']} errors (r: retry)" if r["errors"] \
+                else r["status"]
+            table.add_row(f"r{r['id']}", literal(run_title(r["config"])), literal(status),
                           f"{r['generated']}/{r['n_items']}",
                           *[short_meter(r["meters"].get(m)) for m, _, _ in METERS],
                           key=str(r["id"]))

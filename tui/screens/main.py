@@ -202,9 +202,12 @@ class MainScreen(Screen):
             progress_text(message.done, message.total, message.tokens_per_s, message.eta_s))
 
     def on_run_ended(self, message: msg.RunEnded) -> None:
-        style = "green" if message.status == "finished" else "yellow"
+        style = "green" if message.status == "finished" and not message.error else "yellow"
+        retry = "; retry the failed items from history (h, then r)" if message.error \
+            and message.status != "cancelled" else ""
         self.query_one(Transcript).note(
-            f"r{message.run_id} {message.status}" + (f": {message.error}" if message.error else ""),
+            f"r{message.run_id} {message.status}"
+            + (f": {message.error}{retry}" if message.error else ""),
             "red" if message.status == "failed" else style)
 
     def on_batch_ended(self, message: msg.BatchEnded) -> None:
