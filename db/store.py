@@ -181,15 +181,22 @@ class Store:
                           result: GenerationResult, verdicts: Sequence[Verdict],
                           turns: Sequence[Turn] = ()) -> None:
         now = utc_now()
+        row = {"run_id": run_id, "item_id": item.id, "created_utc": now,
+               "messages_json": dumps([m.to_dict() for m in messages]),
+               "output": result.text, "prompt_tokens": result.prompt_tokens,
+               "completion_tokens": result.completion_tokens, "ttft_ms": result.ttft_ms,
+               "duration_ms": result.duration_ms, "finish_reason": result.finish_reason,
+               "error": result.error}
         with self.transaction():
-            generation_id = self.db["generations"].insert({
-                "run_id": run_id, "item_id": item.id, "created_utc": now,
-                "messages_json": dumps([m.to_dict() for m in messages]),
-                "output": result.text, "prompt_tokens": result.prompt_tokens,
-                "completion_tokens": result.completion_tokens, "ttft_ms": result.ttft_ms,
-                "duration_ms": result.duration_ms, "finish_reason": result.finish_reason,
-                "error": result.error,
-            }).last_pk
+            # Another process resuming the same run may have stored this item first: its
+            # generation stands, and this one is dropped.
+            columns, values = ", ".join(row), ", ".join("?" * len(row))
+            cursor = self.db.execute(
+                f"INSERT INTO generations ({columns}) VALUES ({values}) "
+                "ON CONFLICT (run_id, item_id) DO NOTHING", list(row.values()))
+            if cursor.rowcount == 0:
+                return
+            generation_id = cursor.lastrowid
             self.db["verdicts"].insert_all(
                 {"generation_id": generation_id, "judge": v.judge, "meter": v.meter,
                  "passed": None if v.passed is None else int(v.passed), "label": v.label,

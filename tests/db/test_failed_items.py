@@ -87,3 +87,36 @@ def test_the_command_exits_5_with_the_first_error_when_a_server_is_down(tmp_path
     assert result.exit_code == 0 and "nothing left to run" in result.output
     result = CliRunner().invoke(app, ["runs", "--db", db])
     assert "failed with 2 errors" in result.output
+
+
+def test_two_resumes_of_one_session_at_once_store_each_item_once(tmp_path):
+    import threading
+
+    path = tmp_path / "lab.db"
+    store = Store(path)
+    lab = Lab(recorder=store)
+    cancel = threading.Event()
+    cancel.set()  # plan and create the runs, generate nothing
+    first = lab.run(lab.plan(spec(limit=4)), cancel=cancel,
+                    backend=FakeBackend(script=lambda r: REFUSAL))
+    errors, outcomes = [], []
+
+    def resume():
+        try:
+            own = Store(path)  # another process would have its own connection
+            session_id, plans = resumable(own, f"s{first.session_id}")
+            backend = FakeBackend(script=lambda r: REFUSAL, token_delay=0.002)
+            outcomes.append(Lab(recorder=own).run(plans, session_id=session_id,
+                                                  backend=backend))
+        except Exception as exc:  # noqa: BLE001 - the test reports it
+            errors.append(exc)
+
+    workers = [threading.Thread(target=resume) for _ in range(2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(60)
+    assert errors == [] and len(outcomes) == 2
+    rows = generations(store)
+    assert len(rows) == 8 and len({(r["run_id"], r["item_id"]) for r in rows}) == 8
+    assert [r["status"] for r in list_runs(store)] == ["finished"]
