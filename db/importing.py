@@ -3,6 +3,7 @@ nothing."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 from pathlib import Path
@@ -22,6 +23,8 @@ class _Lines:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.number = 0
+        # over the record lines between the manifest and the end record, as the export wrote
+        self.digest, self.records = hashlib.sha256(), 0
 
     def fail(self, message: str) -> SaferlabError:
         where = f"{self.path} line {self.number}" if self.number else str(self.path)
@@ -48,6 +51,9 @@ class _Lines:
                     raise self.fail("JSON nested too deeply") from None
                 if not isinstance(record, dict) or "record" not in record:
                     raise self.fail("not a saferlab export record (no 'record' field)")
+                if record["record"] not in ("manifest", "end"):
+                    self.digest.update(raw)
+                    self.records += 1
                 yield record
 
 
@@ -122,8 +128,14 @@ def import_jsonl(store: Store, path: Path) -> dict[str, Any]:
                 # the training that made an adapter is the exporting database's, not this one's
                 db["adapters"].insert({k: v for k, v in a.items() if k != "training_id"},
                                       ignore=True)
+            end = None
             for record in records:
                 kind = record["record"]
+                if end is not None:
+                    raise lines.fail("a record after the end record; nothing imported")
+                if kind == "end":
+                    end = record
+                    continue
                 if kind not in ("generation", "pending"):
                     raise lines.fail(f"unknown record type {kind!r}")
                 _need(lines, record, "run_id", "position", "item", "planned_messages")
@@ -143,6 +155,7 @@ def import_jsonl(store: Store, path: Path) -> dict[str, Any]:
                     counts["pending"] += 1
                 db["run_items"].insert({"run_id": run_id, "position": record["position"],
                                         "item_id": item_id, "messages_json": dumps(planned)})
+            _check_whole(lines, manifest, end, counts["generations"])
     except sqlite3.IntegrityError as exc:
         raise lines.fail(f"does not fit the database ({exc}); nothing imported") from None
     except (KeyError, TypeError, AttributeError) as exc:
@@ -150,6 +163,26 @@ def import_jsonl(store: Store, path: Path) -> dict[str, Any]:
     return {"sessions": {old: new for old, new in session_map.items()},
             "runs": {old: new for old, new in run_map.items()},
             "counts": counts, "redacted": bool(manifest.get("redaction"))}
+
+
+def _check_whole(lines: _Lines, manifest: dict[str, Any], end: dict[str, Any] | None,
+                 generations: int) -> None:
+    """The file is the one exported: as many generations as its manifest counts and, from
+    format 2 on, the records its end record counts and digests (raises inside the import's
+    transaction, so a short or altered file imports nothing)."""
+    lines.number = 0  # the message is about the whole file
+    expected = (manifest.get("counts") or {}).get("generations")
+    if expected is not None and expected != generations:
+        raise lines.fail(f"holds {generations} generation(s), its manifest counts {expected}: "
+                         "cut short or altered; nothing imported")
+    if end is None:
+        if manifest.get("format_version", 1) >= 2:
+            raise lines.fail("has no end record: cut short; nothing imported")
+        return
+    if (end.get("records"), end.get("generations")) != (lines.records, generations) \
+            or end.get("sha256") != lines.digest.hexdigest():
+        raise lines.fail("its records do not match its end record (count or sha256): "
+                         "cut short or altered; nothing imported")
 
 
 def _insert_item(db, lines: _Lines, item: dict[str, Any]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from typing import Any, TextIO
 
@@ -13,9 +14,19 @@ METERS = ("safety", "reasoning", "privacy", "over_refusal")
 
 
 def write_jsonl(out: TextIO, data: ExportData) -> None:
+    """The manifest, a line per record, and an end record: how many records and generations
+    came before it and the sha256 of their lines, so that a file cut short or edited is
+    refused on import."""
     out.write(json.dumps(data.manifest, ensure_ascii=False, sort_keys=True) + "\n")
+    digest, records, generations = hashlib.sha256(), 0, 0
     for record in data.records(pending=True):
-        out.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
+        line = json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n"
+        out.write(line)
+        digest.update(line.encode("utf-8"))
+        records += 1
+        generations += record["record"] == "generation"
+    out.write(json.dumps({"record": "end", "records": records, "generations": generations,
+                          "sha256": digest.hexdigest()}, sort_keys=True) + "\n")
 
 
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")

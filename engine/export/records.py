@@ -10,7 +10,7 @@ from ..split import split_output
 from .redact import Redactor
 
 FORMAT_NAME = "saferlab-export"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the file ends with an end record (counts and digest)
 # The configuration every generation line repeats; the full one is in the manifest.
 RUN_KEYS = ("model", "reasoning", "modifiers", "attack", "adapter", "suites", "judges",
             "judge_model", "seed", "decoding", "protocol")

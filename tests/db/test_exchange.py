@@ -108,7 +108,7 @@ def test_every_line_matches_the_shipped_schema(store):
         kinds.add(record["record"])
         errors = list(validator.iter_errors(record))
         assert not errors, (record["record"], errors[0].message, list(errors[0].path))
-    assert kinds == {"manifest", "generation", "pending"}
+    assert kinds == {"manifest", "generation", "pending", "end"}
     # The schema is not a rubber stamp.
     broken = json.loads(lines[1])
     del broken["output"]
@@ -239,7 +239,8 @@ def test_import_into_a_used_database_renumbers_and_refuses_twice(store, tmp_path
     original = exported(store, "jsonl", ["s1"]).splitlines()
     assert len(again) == len(original)
     strip = lambda r: {k: v for k, v in r.items() if k not in ("session_id", "run_id", "generation_id", "run")}
-    assert [strip(json.loads(x)) for x in again[1:]] == [strip(json.loads(x)) for x in original[1:]]
+    # (the end records differ only by the digest of those ids)
+    assert [strip(json.loads(x)) for x in again[1:-1]] == [strip(json.loads(x)) for x in original[1:-1]]
 
 
 def test_selection(store):
@@ -323,3 +324,33 @@ def test_an_adapter_made_by_a_training_imports_without_that_training(tmp_path):
     (row,) = fresh.query("SELECT * FROM adapters")
     assert row["name"] == "aligned" and row["origin"] == "trained"
     assert row["training_id"] is None  # the training is the source database's
+
+
+def test_import_refuses_a_file_cut_short_or_altered_and_imports_nothing(store, tmp_path):
+    good = exported(store, "jsonl", ["s1"]).splitlines()
+    assert json.loads(good[-1])["record"] == "end" and len(good) > 6
+    edited = json.loads(good[2]) | {"output": "an edited answer"}
+    v1 = [json.dumps(json.loads(good[0]) | {"format_version": 1})] + good[1:-1]
+    cases = {
+        # cut at a line boundary: fewer generations than the manifest counts
+        "cut": (good[:5], "holds 4 generation(s), its manifest counts"),
+        # cut just before the end record: the counts agree, the end is missing
+        "noend": (good[:-1], "has no end record: cut short"),
+        "edited": (good[:2] + [json.dumps(edited, sort_keys=True)] + good[3:],
+                   "do not match its end record"),
+        "after": (good + [good[1]], "a record after the end record"),
+        "v1cut": (v1[:5], "holds 4 generation(s)"),
+    }
+    target = Store(tmp_path / "t.db")
+    for name, (content, message) in cases.items():
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text("\n".join(content) + "\n")
+        with pytest.raises(SaferlabError, match=re.escape(message)):
+            import_jsonl(target, path)
+        assert next(target.query("SELECT COUNT(*) AS n FROM runs"))["n"] == 0, name
+        assert next(target.query("SELECT COUNT(*) AS n FROM generations"))["n"] == 0, name
+    # a whole file of format 1 (no end record) still imports
+    path = tmp_path / "v1.jsonl"
+    path.write_text("\n".join(v1) + "\n")
+    assert import_jsonl(target, path)["counts"]["generations"] == len(good) - 2 - sum(
+        json.loads(x)["record"] == "pending" for x in good[1:-1])

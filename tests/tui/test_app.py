@@ -106,7 +106,9 @@ def test_the_whole_flow(tmp_path):
         assert conn.execute("SELECT COUNT(*) FROM generations").fetchone()[0] == 18
         assert conn.execute("SELECT label FROM labels").fetchall() == [("unsafe",)]
     lines = (tmp_path / "s.jsonl").read_text().splitlines()
-    assert json.loads(lines[0])["record"] == "manifest" and len(lines) == 1 + 12
+    assert json.loads(lines[0])["record"] == "manifest" and len(lines) == 1 + 12 + 1
+    assert json.loads(lines[-1]) | {"sha256": None} == {"record": "end", "records": 12,
+                                                        "generations": 12, "sha256": None}
     # The choices are remembered.
     saved = load_settings(tmp_path / "tui.json")
     assert saved.model == "fake:mixed" and saved.reasoning == "zero-shot-cot" and saved.sample == 3
