@@ -9,13 +9,12 @@ from pathlib import Path
 from typing import Any, Callable, List, Optional
 
 import typer
-from rich.console import Console
 
 from saferlab.engine.errors import EXIT_CANCELLED, EXIT_ITEMS_FAILED, EXIT_USAGE, SaferlabError
 
 from . import render
 from .common import DbOption, handles_errors, open_store, output
-from .literal import visible
+from .literal import LiteralConsole, say, visible
 
 app = typer.Typer(
     name="saferlab", add_completion=False,
@@ -154,7 +153,7 @@ def execute(store, plans: list, session_id: Optional[int],
 
     from .progress import ProgressView
 
-    err = Console(stderr=True)
+    err = LiteralConsole(stderr=True)
     cancel = threading.Event()
     with ProgressView(err, enabled=err.is_terminal) as view:
         lab = Lab(recorder=store if store is not None else NullRecorder(), emit=view,
@@ -163,7 +162,7 @@ def execute(store, plans: list, session_id: Optional[int],
                               cancel, err)
 
 
-def _run_in_thread(work: Callable[[], Any], cancel: threading.Event, err: Console,
+def _run_in_thread(work: Callable[[], Any], cancel: threading.Event, err: LiteralConsole,
                    stopping: str = "cancelling after the current token (Ctrl-C again to quit "
                                    "now)") -> Any:
     """Run the session in a worker so Ctrl-C lands here and becomes a clean cancel."""
@@ -271,7 +270,7 @@ def adapters_add(paths: List[Path] = typer.Argument(..., help="PEFT LoRA folders
     for path in paths:
         info = describe_adapter(str(path))
         store.register_adapter(info)
-        typer.echo(f"{info['name']}\t{info['kind']}\t{info['sha256'][:12]}\t{info['path']}")
+        say(f"{info['name']}\t{info['kind']}\t{info['sha256'][:12]}\t{info['path']}")
 
 
 @app.command()

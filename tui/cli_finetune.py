@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from rich.console import Console
 
 from saferlab.engine.errors import EXIT_CANCELLED, EXIT_USAGE, SaferlabError
 
 from .common import DbOption, JsonOption, handles_errors, open_store, output
+from .literal import LiteralConsole
 
 DatasetsOption = typer.Option(
     None, "--datasets", help="A folder of public datasets (AdvBench is read from "
@@ -117,7 +117,7 @@ def run_training(store, spec, resume=None):
     from .cli import _run_in_thread
     from .progress import TrainingView
 
-    err = Console(stderr=True)
+    err = LiteralConsole(stderr=True)
     cancel = threading.Event()
     log = TrainingLog(store)
 

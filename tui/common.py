@@ -12,6 +12,8 @@ import typer
 
 from saferlab.engine.errors import EXIT_DATABASE, SaferlabError
 
+from .literal import say
+
 DbOption = typer.Option(None, "--db", help="Database file (default: $SAFERLAB_HOME/saferlab.db "
                         "or the user data directory).", dir_okay=False)
 JsonOption = typer.Option(False, "--json", help="Print JSON instead of tables.")
@@ -24,7 +26,7 @@ def handles_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except SaferlabError as exc:
-            typer.echo(f"saferlab: error: {exc.message}", err=True)
+            say(f"saferlab: error: {exc.message}", err=True)  # it may quote the bad input
             raise typer.Exit(exc.exit_code) from None
         except sqlite3.DatabaseError as exc:
             # The store maps what it foresees; a file that turns read-only, a full disk or a
@@ -32,7 +34,7 @@ def handles_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             from saferlab.db import default_db_path
 
             where = kwargs.get("db") or default_db_path()
-            typer.echo(f"saferlab: error: database {where}: {exc}", err=True)
+            say(f"saferlab: error: database {where}: {exc}", err=True)
             raise typer.Exit(EXIT_DATABASE) from None
     return wrapper
 

@@ -3,6 +3,11 @@
 
 from __future__ import annotations
 
+import sys
+from typing import Iterable
+
+from rich.console import Console
+from rich.segment import Segment
 from rich.text import Text
 
 # C0 controls but tab and newline become the Unicode control pictures (ESC -> "␛"), DEL
@@ -21,3 +26,19 @@ def visible(text: str) -> str:
 def literal(text: str, style: str = "") -> Text:
     """A Rich Text that shows ``text`` as it is: for Static, Label, DataTable cells, logs."""
     return Text(visible(text), style=style)
+
+
+class LiteralConsole(Console):
+    """The console every command prints through: whatever text a table or line holds (a
+    request, a model's answer, a user file's description) reaches the terminal as ``visible``
+    makes it; Rich's own styles and cursor controls are kept."""
+
+    def _render_buffer(self, buffer: Iterable[Segment]) -> str:
+        return super()._render_buffer(
+            segment if segment.control else Segment(visible(segment.text), segment.style)
+            for segment in buffer)
+
+
+def say(text: str, err: bool = False) -> None:
+    """A plain line of data on stdout (or stderr), shown literally."""
+    print(visible(text), file=sys.stderr if err else sys.stdout)

@@ -4,6 +4,7 @@ user-named file is ever read as markup."""
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 from rich import box
@@ -11,14 +12,16 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from .literal import LiteralConsole, say
+
 METERS = ("safety", "reasoning", "privacy", "over_refusal")
 SHORT = ("run", "done", "status", "pareto", "worse", "better")
 
 
 def console() -> Console:
     """stdout; when it is a file or a pipe, wide enough that tables of meters never wrap."""
-    plain = Console()
-    return plain if plain.is_terminal else Console(width=200)
+    plain = LiteralConsole()
+    return plain if plain.is_terminal else LiteralConsole(width=200)
 
 
 def run_row(outcome: Any, session_id: int) -> dict[str, Any]:
@@ -133,19 +136,21 @@ def dry_run(plans: list[Any], as_json: bool) -> None:
                           "messages": [m.to_dict() for m in messages]})
         runs.append({"config": plan.config(), "items": items})
     if as_json:
-        print(json.dumps({"runs": runs}, indent=2, ensure_ascii=False))
+        # On a terminal, non-ASCII is escaped (C1 and bidi controls among it); in a file or a
+        # pipe it stays as it is.
+        print(json.dumps({"runs": runs}, indent=2, ensure_ascii=sys.stdout.isatty()))
         return
     for n, run in enumerate(runs, start=1):
         c = run["config"]
         mods = ", ".join(c["modifiers"]) or "no modifiers"
-        print(f"=== run {n}: {c['reasoning']} / {c['attack']} / {mods} "
-              f"({len(run['items'])} items, {c['protocol']})")
+        say(f"=== run {n}: {c['reasoning']} / {c['attack']} / {mods} "
+            f"({len(run['items'])} items, {c['protocol']})")
         for item in run["items"]:
-            print(f"--- {item['key']} ({item['kind']}) -> {item['actor']}")
+            say(f"--- {item['key']} ({item['kind']}) -> {item['actor']}")
             for m in item["messages"]:
-                print(f"[{m['role']}]")
-                print(m["content"])
-        print()
+                say(f"[{m['role']}]")
+                say(m["content"])
+        say("")
 
 
 def adapters_table(console: Console, rows: list[dict[str, Any]]) -> None:

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from .literal import say
 from .render import table_of
 
 
@@ -30,7 +31,7 @@ def judged_line(rid: str, verdicts: list, as_json: bool) -> None:
             v.judge: {"jailbroken": None if v.passed is None else not v.passed, "error": v.error}
             for v in verdicts}}))
     else:
-        typer.echo(f"{rid}\t" + "\t".join(f"{v.judge}={v.label}" for v in verdicts))
+        say(f"{rid}\t" + "\t".join(f"{v.judge}={v.label}" for v in verdicts))
 
 
 def agreement_lines(pairs: list, as_json: bool) -> None:
@@ -42,12 +43,12 @@ def agreement_lines(pairs: list, as_json: bool) -> None:
 
 
 def label_item(n: int, total: int, row: dict[str, Any]) -> None:
-    typer.echo(f"\n=== {n}/{total} {row['key']} ({row['kind']})")
-    typer.echo("--- request")
-    typer.echo(row["prompt"])
-    typer.echo("--- response")
-    typer.echo(row["output"])
-    typer.echo("--- judges: " + ", ".join(
+    say(f"\n=== {n}/{total} {row['key']} ({row['kind']})")
+    say("--- request")
+    say(row["prompt"])
+    say("--- response")
+    say(row["output"])
+    say("--- judges: " + ", ".join(
         f"{v['judge']}={v['label']}" + ("" if v["part"] == "full" else f" ({v['part']})")
         for v in row["verdicts"]))
 

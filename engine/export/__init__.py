@@ -24,13 +24,17 @@ class ExportData:
     analysis: dict[str, Any] = field(default_factory=dict)
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# C0 and C1 controls but tab and newline, and the bidirectional embeddings, overrides and
+# isolates (which reorder what a reader sees: U+202E makes "exe.txt" of "txt.exe").
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 def visible(text: str) -> str:
-    """Control characters (terminal escape sequences among them) shown as \\xNN, so that
-    reading a report never lets model output drive a terminal."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    """Control characters (terminal escape sequences among them) shown as \\xNN, and bidi
+    controls as \\uNNNN, so that reading a report never lets model output drive a terminal
+    or reorder the text around it."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
+                        else f"\\u{ord(m.group()):04x}", text)
 
 
 def write(fmt: str, out: TextIO, data: ExportData) -> None:
