@@ -79,10 +79,14 @@ def import_jsonl(store: Store, path: Path) -> dict[str, Any]:
         raise SaferlabError(f"{path} is empty", EXIT_USAGE)
     if manifest.get("record") != "manifest" or manifest.get("format") != FORMAT_NAME:
         raise lines.fail("the first line is not a saferlab export manifest")
-    if manifest.get("format_version", 0) > FORMAT_VERSION:
-        raise lines.fail(f"export format {manifest['format_version']} is newer than this "
+    version = manifest.get("format_version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise lines.fail(f"the manifest's format_version is not a version: {version!r}")
+    if version > FORMAT_VERSION:
+        raise lines.fail(f"export format {version} is newer than this "
                          f"saferlab reads ({FORMAT_VERSION}); upgrade saferlab")
     _need(lines, manifest, "sessions", "runs")
+    _check_manifest(lines, manifest)
     # A session already here (an earlier import of another of its runs) gets the new runs;
     # a run already here is refused, so nothing is imported twice.
     existing: dict[int, int] = {}
@@ -163,6 +167,34 @@ def import_jsonl(store: Store, path: Path) -> dict[str, Any]:
     return {"sessions": {old: new for old, new in session_map.items()},
             "runs": {old: new for old, new in run_map.items()},
             "counts": counts, "redacted": bool(manifest.get("redaction"))}
+
+
+def _check_manifest(lines: _Lines, manifest: dict[str, Any]) -> None:
+    """The manifest's sessions and runs have the fields and types the import reads."""
+    def bad(what: str) -> SaferlabError:
+        return lines.fail(f"malformed manifest: {what}; nothing imported")
+
+    sessions, runs = manifest["sessions"], manifest["runs"]
+    if not isinstance(sessions, list) or not isinstance(runs, list):
+        raise bad("sessions and runs must be lists")
+    for kind, entries, keys in (("session", sessions, ("id", "created_utc", "finished_utc",
+                                                       "status", "config")),
+                                ("run", runs, (*RUN_COLUMNS, "config", "meters"))):
+        for n, entry in enumerate(entries, start=1):
+            if not isinstance(entry, dict):
+                raise bad(f"{kind} {n} is not an object")
+            missing = [k for k in keys if k not in entry]
+            if missing:
+                raise bad(f"{kind} {n} lacks {', '.join(missing)}")
+            if not isinstance(entry["id"], int) or not isinstance(entry["config"], dict) \
+                    or not isinstance(entry["created_utc"], str):
+                raise bad(f"{kind} {n}: id, created_utc or config of the wrong type")
+    ids = {s["id"] for s in sessions}
+    for run in runs:
+        if run["session_id"] not in ids:
+            raise bad(f"run {run['id']} belongs to session {run['session_id']!r}, not in it")
+        if run["meters"] is not None and not isinstance(run["meters"], dict):
+            raise bad(f"run {run['id']}: meters must be an object")
 
 
 def _check_whole(lines: _Lines, manifest: dict[str, Any], end: dict[str, Any] | None,
