@@ -45,11 +45,14 @@ def run_items(store: Store, run_id: int, keep: str = "all") -> list[dict[str, An
     order = {n: i for i, n in enumerate(get_run(store, run_id)["config"].get("judges", []))}
     rows: dict[int, dict[str, Any]] = {}
     for g in store.query(
-            "SELECT g.id, i.key, i.kind, substr(g.output, 1, 200) AS preview, g.error, "
+            # as bytes: SQLite's text substr stops at a NUL, which model output may hold
+            "SELECT g.id, i.key, i.kind, substr(CAST(g.output AS BLOB), 1, 800) AS preview, "
+            "g.error, "
             "g.completion_tokens, ri.position FROM generations g "
             "JOIN items i ON i.id = g.item_id LEFT JOIN run_items ri ON ri.run_id = g.run_id "
             "AND ri.item_id = g.item_id WHERE g.run_id = ? ORDER BY ri.position, g.id",
             [run_id]):
+        g["preview"] = bytes(g["preview"] or b"").decode("utf-8", errors="ignore")[:200]
         g.update(labels={}, primary={}, contested=False, human={})
         rows[g["id"]] = g
     seen: dict[tuple[int, str], set[bool]] = {}

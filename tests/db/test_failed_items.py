@@ -120,3 +120,15 @@ def test_two_resumes_of_one_session_at_once_store_each_item_once(tmp_path):
     rows = generations(store)
     assert len(rows) == 8 and len({(r["run_id"], r["item_id"]) for r in rows}) == 8
     assert [r["status"] for r in list_runs(store)] == ["finished"]
+
+
+def test_an_output_preview_goes_past_a_nul_byte(tmp_path):
+    from saferlab.db.browse import run_items
+
+    store = Store(tmp_path / "lab.db")
+    lab = Lab(recorder=store)
+    outcome = lab.run(lab.plan(spec(suites=("harmful",), limit=1)),
+                      backend=FakeBackend(script=lambda r: "Sure\x00, here" + " x" * 300))
+    (row,) = run_items(store, outcome.runs[0].run_id)
+    (stored,) = [g["output"] for g in store.query("SELECT output FROM generations")]
+    assert stored.startswith("Sure\x00, here x x") and row["preview"] == stored[:200]
