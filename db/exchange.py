@@ -11,7 +11,7 @@ from saferlab.engine.errors import EXIT_USAGE, SaferlabError
 from saferlab.engine.export.records import RunContext, generation_record, pending_record
 from saferlab.engine.export.redact import Redactor
 
-from .queries import latest_session_id, parse_target
+from .queries import parse_target
 from .store import Store
 
 RUN_COLUMNS = ("id", "session_id", "created_utc", "started_utc", "finished_utc", "status",
@@ -28,14 +28,20 @@ def select_runs(store: Store, targets: list[str]) -> list[int]:
     for target in targets:
         kind, ident = parse_target(target)
         if kind == "session":
-            session_id = ident if ident is not None else latest_session_id(store)
+            # "last": the newest session with runs (one just started may have none yet)
+            session_id = ident if ident is not None else next(
+                (r["session_id"] for r in store.query(
+                    "SELECT session_id FROM runs ORDER BY session_id DESC LIMIT 1")), None)
             if session_id is None:
-                raise SaferlabError(f"nothing to export: {store.path} holds no session",
+                raise SaferlabError(f"nothing to export: {store.path} holds no run",
                                     EXIT_USAGE)
             found = [r["id"] for r in store.query(
                 "SELECT id FROM runs WHERE session_id = ? ORDER BY id", [session_id])]
             if not found:
-                raise SaferlabError(f"no session s{session_id} in {store.path}", EXIT_USAGE)
+                exists = list(store.query("SELECT 1 FROM sessions WHERE id = ?", [session_id]))
+                raise SaferlabError(
+                    f"session s{session_id} has no runs yet (it is being planned)" if exists
+                    else f"no session s{session_id} in {store.path}", EXIT_USAGE)
         else:
             found = [r["id"] for r in store.query("SELECT id FROM runs WHERE id = ?", [ident])]
             if not found:

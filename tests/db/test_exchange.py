@@ -354,3 +354,13 @@ def test_import_refuses_a_file_cut_short_or_altered_and_imports_nothing(store, t
     path.write_text("\n".join(v1) + "\n")
     assert import_jsonl(target, path)["counts"]["generations"] == len(good) - 2 - sum(
         json.loads(x)["record"] == "pending" for x in good[1:-1])
+
+
+def test_export_while_a_session_is_being_planned(store):
+    # a session started by another process, its runs not inserted yet
+    new = store.start_session({"model": "fake"})
+    assert json.loads(exported(store, "jsonl").splitlines()[0])["sessions"][0]["id"] == 2
+    with pytest.raises(SaferlabError, match=f"session s{new} has no runs yet"):
+        exported(store, "csv", [f"s{new}"])
+    with pytest.raises(SaferlabError, match="no session s99 in"):
+        exported(store, "csv", ["s99"])
