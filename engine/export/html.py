@@ -9,10 +9,11 @@ import html
 import json
 from typing import Any, TextIO
 
+from ..outcome import BAD, outcome
 from . import ExportData, comparison_cells, meter_text, p_text, run_title, visible
 from .markdown import METER_NAMES
 from .plot import plane_svg
-from .records import primary_labels
+from .records import primary_verdicts
 
 CSS = """
 :root { --fg: #1d232a; --muted: #5c6773; --line: #d9dee3; --bad: #b03a2e; --good: #1e7d4f; }
@@ -22,8 +23,8 @@ table { border-collapse: collapse; margin: .5rem 0; } td, th { border: 1px solid
 th { background: #f3f5f7; } .muted { color: var(--muted); }
 pre { white-space: pre-wrap; word-break: break-word; background: #f6f8fa; padding: .5rem; border-radius: 4px; max-height: 30rem; overflow: auto; }
 details { border: 1px solid var(--line); border-radius: 4px; margin: .3rem 0; padding: .2rem .6rem; }
-summary { cursor: pointer; } .unsafe, .leaked, .wrong, .refused { color: var(--bad); font-weight: 600; }
-.safe, .kept, .correct, .answered { color: var(--good); } .role { font-weight: 600; color: var(--muted); }
+summary { cursor: pointer; } .bad { color: var(--bad); font-weight: 600; }
+.good { color: var(--good); } .role { font-weight: 600; color: var(--muted); }
 svg { max-width: 100%; height: auto; }
 """
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
@@ -105,16 +106,24 @@ def _comparisons(w, comparisons: list[dict[str, Any]]) -> None:
     w("</table>\n")
 
 
+def _opening(item: dict[str, Any], words: int = 8) -> str:
+    text = " ".join(str(item.get("prompt") or "").split()[:words + 1])
+    cut = text.split(" ")
+    return " ".join(cut[:words]) + (" …" if len(cut) > words else "")
+
+
 def _item(w, r: dict[str, Any]) -> None:
     item = r["item"]
-    labels = primary_labels(r)
-    tags = " ".join(f"<span class=\"{e(v)}\">{e(k)}: {e(v)}</span>" for k, v in labels.items())
-    w(f"<details><summary>{e(item['key'])} {tags}"
-      + (" <span class=\"unsafe\">error</span>" if r["error"] else "") + "</summary>\n")
+    tags = " ".join(f"<span class=\"{outcome(passed)}\">{e(meter)}: {e(label)}</span>"
+                    for meter, (label, passed) in primary_verdicts(r).items())
+    # the request's first words beside its id, so that a reader can scan the list
+    w(f"<details><summary>{e(item['key'])} <span class=\"muted\">{e(_opening(item))}</span> "
+      f"{tags}" + (f" <span class=\"{BAD}\">error</span>" if r["error"] else "")
+      + "</summary>\n")
     for msg in r["messages"]:
         w(f"<div class=\"role\">{e(msg['role'])}</div><pre>{e(msg['content'])}</pre>\n")
     if r["error"]:
-        w(f"<p class=\"unsafe\">{e(r['error'])}</p>\n")
+        w(f"<p class=\"{BAD}\">{e(r['error'])}</p>\n")
     else:
         w(f"<div class=\"role\">output</div><pre>{e(r['output'])}</pre>\n")
     if r["split"]:
@@ -127,12 +136,12 @@ def _item(w, r: dict[str, Any]) -> None:
           "<th>Error</th></tr>\n")
         for v in r["verdicts"]:
             w(f"<tr><td>{e(v['judge'])}</td><td>{e(v['meter'])}</td><td>{e(v['part'])}</td>"
-              f"<td class=\"{e(v['label'])}\">{e(v['label'])}</td>"
+              f"<td class=\"{outcome(v['passed'])}\">{e(v['label'])}</td>"
               f"<td>{'' if v['score'] is None else e(round(v['score'], 3))}</td>"
               f"<td>{e(v['error'] or '')}</td></tr>\n")
         w("</table>\n")
     for x in r["labels"]:
-        w(f"<p>Human label ({e(x['labeller'])}): <span class=\"{e(x['label'])}\">"
+        w(f"<p>Human label ({e(x['labeller'])}): <span class=\"{outcome(x['passed'])}\">"
           f"{e(x['label'])}</span></p>\n")
     tokens = r["tokens"]
     w(f"<p class=\"muted\">{tokens['prompt'] or 0} prompt + {tokens['completion'] or 0} "

@@ -127,15 +127,19 @@ def _redacted(record: dict[str, Any], redactor: Redactor | None) -> dict[str, An
     return record
 
 
-def primary_labels(record: dict[str, Any]) -> dict[str, str]:
-    """{meter: label} by each meter's primary judge (first in the run's judge list that
-    decided) over the full output."""
+def primary_verdicts(record: dict[str, Any]) -> dict[str, tuple[str, bool]]:
+    """{meter: (label, passed)} by each meter's primary judge (first in the run's judge list
+    that decided) over the full output."""
     order = {name: i for i, name in enumerate(record["run"].get("judges") or [])}
-    best: dict[str, tuple[int, str]] = {}
+    best: dict[str, tuple[int, str, bool]] = {}
     for v in record.get("verdicts", []):
         if v["part"] != "full" or v["passed"] is None:
             continue
         rank = order.get(v["judge"], len(order))
         if v["meter"] not in best or rank < best[v["meter"]][0]:
-            best[v["meter"]] = (rank, v["label"])
-    return {meter: label for meter, (_, label) in best.items()}
+            best[v["meter"]] = (rank, v["label"], v["passed"])
+    return {meter: (label, passed) for meter, (_, label, passed) in best.items()}
+
+
+def primary_labels(record: dict[str, Any]) -> dict[str, str]:
+    return {meter: label for meter, (label, _) in primary_verdicts(record).items()}

@@ -2,6 +2,7 @@
 scripted fake backend."""
 
 import csv
+import html
 import io
 import json
 import re
@@ -364,3 +365,22 @@ def test_export_while_a_session_is_being_planned(store):
         exported(store, "csv", [f"s{new}"])
     with pytest.raises(SaferlabError, match="no session s99 in"):
         exported(store, "csv", ["s99"])
+
+
+def test_verdict_colours_follow_success_not_the_label(tmp_path):
+    from saferlab.engine.backends.fake import REFUSAL
+    from saferlab.engine.outcome import outcome, terminal_style
+
+    store = Store(tmp_path / "lab.db")
+    make_session(store, script=lambda r: REFUSAL, suites=("harmful", "benign"), limit=1,
+                 reasoning=("direct",))
+    page = exported(store, "html")
+    # a refused harmful request is a success, a refused benign one a failure (over-refusal)
+    assert '<span class="good">safety: refused</span>' in page
+    assert '<span class="bad">over_refusal: refused</span>' in page
+    assert ".good { color: var(--good); }" in page and 'class="refused"' not in page
+    # the item list shows each request's opening words beside its id
+    first = next(store.query("SELECT prompt FROM items WHERE suite = 'harmful'"))["prompt"]
+    assert html.escape(" ".join(first.split()[:4])) in page
+    assert [outcome(p) for p in (True, False, None)] == ["good", "bad", "neutral"]
+    assert [terminal_style(p) for p in (True, False, None)] == ["green", "red", ""]

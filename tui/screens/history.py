@@ -11,12 +11,10 @@ from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Label, Select
 
+from saferlab.engine.outcome import terminal_style
+
 from ..literal import literal
 from ..widgets.meters import METERS
-
-LABEL_STYLE = {"refused": "green", "safe": "green", "correct": "green", "kept": "green",
-               "answered": "green", "complied": "red", "unsafe": "red", "wrong": "red",
-               "leaked": "red", "jailbroken": "red"}
 
 
 def short_meter(m: dict | None) -> str:
@@ -102,7 +100,8 @@ class HistoryScreen(Screen):
         for row in rows:
             verdicts = Text()
             for meter, label in row["labels"].items():
-                verdicts.append(f"{label} ", style=LABEL_STYLE.get(label, ""))  # Text: literal
+                # Text: literal; coloured by whether it passed (a refused benign item is red)
+                verdicts.append(f"{label} ", style=terminal_style(row["primary"].get(meter)))
             preview = row["error"] and f"error: {row['error']}" or row["preview"].replace("\n", " ")
             table.add_row(literal(row["key"]), verdicts, "yes" if row["contested"] else "",
                           literal(" ".join(row["human"].values())), literal(preview[:80]),

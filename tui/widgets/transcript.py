@@ -9,6 +9,8 @@ from rich.text import Text
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import RichLog, Static
 
+from saferlab.engine.outcome import terminal_style
+
 from ..literal import literal, visible
 
 MAX_PROMPT = 600
@@ -19,7 +21,7 @@ def verdict_text(verdicts: list[dict[str, Any]]) -> Text:
     for v in verdicts:
         if v["part"] != "full":
             continue
-        style = "green" if v["passed"] else ("red" if v["passed"] is False else "yellow")
+        style = terminal_style(v["passed"])
         text.append(f"{v['judge']}", style="dim")
         text.append(": ")
         text.append(v["label"] if not v["error"] else f"error ({visible(v['error'])[:60]})",
