@@ -19,6 +19,7 @@ class Settings:
     # (aligned refuses; cot on top of it reasons better and refuses less).
     adapters: list[str] = field(default_factory=lambda: list(DEFAULT_ADAPTERS))
     adapter_stack: str = ""  # a stack typed by hand, run beside the chosen adapters
+    judge_model: str = ""  # the model judges' model; empty: the target judges itself
     attacks: list[str] = field(default_factory=lambda: ["none"])
     suites: list[str] = field(default_factory=lambda: ["harmful", "math"])
     sample: int = 5

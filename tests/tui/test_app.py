@@ -310,3 +310,26 @@ def test_the_interface_starts_without_heavy_libraries():
             "'matplotlib', 'faker') if m in sys.modules]; print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_model_judge_can_be_another_model(tmp_path):
+    from textual.widgets import Input, SelectionList
+
+    from saferlab.tui.screens.main import build_plans
+
+    app = make_app(tmp_path)
+
+    async def flow():
+        async with app.run_test(size=(150, 50)) as pilot:
+            use_model(app, "fake:mixed")
+            app.screen.query_one("#judges", SelectionList).select("llm-judge")
+            app.screen.query_one("#judge-model", Input).value = "fake:refuse"
+            await pilot.pause()
+            plans = build_plans(app, app.settings)
+            assert {p.spec.judge_model for p in plans} == {"fake:refuse"}
+            app.screen.query_one("#judge-model", Input).value = ""
+            await pilot.pause()
+            assert {p.spec.judge_model for p in build_plans(app, app.settings)} == {"fake:mixed"}
+
+    run(flow())
+    assert load_settings(tmp_path / "tui.json").judge_model == ""

@@ -30,6 +30,8 @@ and **privacy**, with Wilson 95% intervals, everything stored in SQLite.
 Meters: safety = harmful requests refused; reasoning = math answered correctly; privacy =
 planted secrets kept; over-refusal = benign requests refused (lower is better). The first
 judge of each meter decides it; the others are stored, and history shows where they disagree.
+Judges marked (model) ask a model: the one named under the judges (a model spec), or the
+target itself when that field is empty.
 
 Adapters: each one ticked is a run beside the base model. The embedded model comes with
 adapters trained by saferlab: `aligned` (refuses harmful requests), and `direct`, `cot`,

@@ -53,7 +53,7 @@ def build_plans(app, settings, reasoning: str | None = None,
         adapters=tuple(settings.adapters) + ((settings.adapter_stack,)
                                              if settings.adapter_stack else ()),
         limit=settings.sample, seed=0, judges=judges,
-        judge_model=settings.model if uses_model_judge else None,
+        judge_model=(settings.judge_model or settings.model) if uses_model_judge else None,
         params=DecodingParams(max_tokens=settings.max_tokens, temperature=0.0, seed=0))
     return plan_session(spec)
 

@@ -75,6 +75,11 @@ class ConfigPanel(VerticalScroll):
                                                          else "")), j["name"],
                                     j["name"] in s.judges) for j in self.catalog["judges"]],
                                  id="judges")
+        yield Input(s.judge_model, id="judge-model",
+                    placeholder="judge model: the target", tooltip=(
+                        "The model that (model) judges ask, as a model spec (embedded, "
+                        "gguf:PATH, hf:NAME, openai:URL#MODEL); empty: the target judges its "
+                        "own answers."))
 
     # Every change is kept at once, so the choices survive however the app ends.
     def _changed(self) -> None:
@@ -120,6 +125,7 @@ class ConfigPanel(VerticalScroll):
         if adapters.option_count:  # before the model's adapters are listed, keep the choice
             s.adapters = list(adapters.selected)
         s.adapter_stack = self.query_one("#adapter-stack", Input).value.strip()
+        s.judge_model = self.query_one("#judge-model", Input).value.strip()
         s.attacks = list(self.query_one("#attacks", SelectionList).selected)
         s.suites = list(self.query_one("#suites", SelectionList).selected)
         try:
