@@ -333,3 +333,22 @@ def test_a_model_judge_can_be_another_model(tmp_path):
 
     run(flow())
     assert load_settings(tmp_path / "tui.json").judge_model == ""
+
+
+def test_the_lab_fits_an_80x24_terminal(tmp_path):
+    from textual.widgets import Input
+
+    app = make_app(tmp_path)
+
+    async def flow():
+        async with app.run_test(size=(80, 24)) as pilot:
+            use_model(app, "fake:mixed")
+            await pilot.pause()
+            text = screen_text(app)
+            for title in ("Safety", "Reasoning", "Privacy", "Over-refusal", "Items per suite"):
+                assert title in text, title
+            sample = app.screen.query_one("#sample", Input).region
+            assert sample.height and sample.bottom <= 23  # in view, above the footer
+            assert app.screen.has_class("-narrow") and app.screen.has_class("-short")
+
+    run(flow())

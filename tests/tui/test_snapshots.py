@@ -57,3 +57,12 @@ def test_history_screen(snap_compare, tmp_path):
 
 def test_help_screen(snap_compare, tmp_path):
     assert snap_compare(make_app(tmp_path), press=["question_mark"], terminal_size=SIZE)
+
+
+def test_main_screen_at_80x24_after_a_batch(snap_compare, tmp_path):
+    # the meters in two rows with whole titles; the sample size in view without scrolling
+    assert snap_compare(make_app(tmp_path), run_before=fire, terminal_size=(80, 24))
+
+
+def test_main_screen_at_100x30_after_a_batch(snap_compare, tmp_path):
+    assert snap_compare(make_app(tmp_path), run_before=fire, terminal_size=(100, 30))

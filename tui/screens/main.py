@@ -59,6 +59,10 @@ def build_plans(app, settings, reasoning: str | None = None,
 
 
 class MainScreen(Screen):
+    # Narrow terminals (80 and 100 columns) get a slimmer configuration column and the four
+    # meters in two rows; short ones (24 lines) shorter lists.
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (36, "-tall")]
     BINDINGS = [
         Binding("f", "fire", "Fire"),
         Binding("escape", "cancel", "Cancel"),

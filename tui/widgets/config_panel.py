@@ -46,6 +46,9 @@ class ConfigPanel(VerticalScroll):
 
     def compose(self):
         s = self.settings
+        # first, so that it is in view on the smallest terminal
+        yield Label("Items per suite", classes="section")
+        yield Input(str(s.sample), type="integer", id="sample", placeholder="e.g. 5")
         yield Label("Reasoning prompt", classes="section")
         yield Select([(Content(n), n) for n in self.reasoning_names], allow_blank=False,
                      value=s.reasoning if s.reasoning in self.reasoning_names else "direct",
@@ -57,7 +60,7 @@ class ConfigPanel(VerticalScroll):
                            tooltip=m.get("description"))
         yield Label("Adapters (LoRA)", classes="section")
         yield SelectionList[str](id="adapters")
-        yield Label("None yet: saferlab finetune", id="no-adapters", classes="hint")
+        yield Label("None: saferlab finetune", id="no-adapters", classes="hint")
         yield Input(s.adapter_stack, id="adapter-stack",
                     placeholder="a stack: aligned+cot@0.5", tooltip=(
                         "Adapters joined by + are applied together, each at its @scale "
@@ -68,8 +71,6 @@ class ConfigPanel(VerticalScroll):
         yield Label("Suites", classes="section")
         yield SelectionList[str](*[(Content(x["name"]), x["name"], x["name"] in s.suites)
                                    for x in self.catalog["suites"]], id="suites")
-        yield Label("Items per suite", classes="section")
-        yield Input(str(s.sample), type="integer", id="sample", placeholder="e.g. 5")
         yield Label("Judges", classes="section")
         yield SelectionList[str](*[(Content(j["name"] + (" (model)" if j["name"] in MODEL_JUDGES
                                                          else "")), j["name"],
