@@ -66,3 +66,7 @@ def test_main_screen_at_80x24_after_a_batch(snap_compare, tmp_path):
 
 def test_main_screen_at_100x30_after_a_batch(snap_compare, tmp_path):
     assert snap_compare(make_app(tmp_path), run_before=fire, terminal_size=(100, 30))
+
+
+def test_main_screen_at_160x48_after_a_batch(snap_compare, tmp_path):
+    assert snap_compare(make_app(tmp_path), run_before=fire, terminal_size=(160, 48))
