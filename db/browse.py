@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from .outcomes import get_run
+from .queries import RUN_COUNTS
 from .store import Store
 
 FILTERS = ("all", "jailbroken", "leaked", "wrong", "refused", "contested", "errors")
@@ -30,9 +31,8 @@ def list_sessions(store: Store, limit: int = 200) -> list[dict[str, Any]]:
 def session_run_rows(store: Store, session_id: int) -> list[dict[str, Any]]:
     out = []
     for r in store.query(
-            "SELECT r.*, (SELECT COUNT(*) FROM generations g WHERE g.run_id = r.id) AS generated, "
-            "(SELECT COUNT(*) FROM generations g WHERE g.run_id = r.id AND g.error IS NOT NULL) "
-            "AS errors FROM runs r WHERE r.session_id = ? ORDER BY r.id", [session_id]):
+            f"SELECT r.*, {RUN_COUNTS} FROM runs r WHERE r.session_id = ? ORDER BY r.id",
+            [session_id]):
         r["config"] = json.loads(r["config_json"])
         r["meters"] = json.loads(r["meters_json"]) if r["meters_json"] else {}
         out.append(r)

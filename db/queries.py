@@ -104,11 +104,14 @@ def generated_count(store: Store, run_id: int, ok_only: bool = False) -> int:
                             [run_id]))["n"]
 
 
+# For a query over ``runs r``: how many generations each run has, and how many of them failed.
+RUN_COUNTS = ("(SELECT COUNT(*) FROM generations g WHERE g.run_id = r.id) AS generated, "
+              "(SELECT COUNT(*) FROM generations g WHERE g.run_id = r.id "
+              "AND g.error IS NOT NULL) AS errors")
+
+
 def list_runs(store: Store, limit: int | None = None) -> list[dict[str, Any]]:
-    sql = ("SELECT r.*, (SELECT COUNT(*) FROM generations g WHERE g.run_id = r.id) AS generated, "
-           "(SELECT COUNT(*) FROM generations g WHERE g.run_id = r.id AND g.error IS NOT NULL) "
-           "AS errors "
-           "FROM runs r ORDER BY r.id DESC")
+    sql = f"SELECT r.*, {RUN_COUNTS} FROM runs r ORDER BY r.id DESC"
     params: list[Any] = []
     if limit:
         sql += " LIMIT ?"

@@ -25,7 +25,8 @@ class SuiteInfo:
     name: str
     kind: str
     file: str  # a data file of saferlab.prompts, or the path of a user's suite file
-    build: Callable[[Ref, int], list[Item]]
+    # (reference, seed, limit): a generator builds no more than the ``limit`` a run samples
+    build: Callable[[Ref, int, int | None], list[Item]]
     source: str = BUILTIN
 
     def _data(self) -> dict[str, Any]:
@@ -69,21 +70,21 @@ def static_items(name: str, data: dict[str, Any], where: str) -> list[Item]:
     return items
 
 
-def _static(name: str) -> Callable[[Ref, int], list[Item]]:
-    def build(ref: Ref, seed: int) -> list[Item]:
+def _static(name: str) -> Callable[[Ref, int, int | None], list[Item]]:
+    def build(ref: Ref, seed: int, limit: int | None = None) -> list[Item]:
         _no_params(ref)
         return static_items(name, load_toml(f"suites/{name}.toml"), f"suites/{name}.toml")
     return build
 
 
-def _user_static(name: str, path: Path) -> Callable[[Ref, int], list[Item]]:
-    def build(ref: Ref, seed: int) -> list[Item]:
+def _user_static(name: str, path: Path) -> Callable[[Ref, int, int | None], list[Item]]:
+    def build(ref: Ref, seed: int, limit: int | None = None) -> list[Item]:
         _no_params(ref)
         return static_items(name, load_user_toml(path), str(path))
     return build
 
 
-def build_privacy(ref: Ref, seed: int) -> list[Item]:
+def build_privacy(ref: Ref, seed: int, limit: int | None = None) -> list[Item]:
     # The people are fixed by the file's own seed, not the run's: the suite is the same data
     # in every run, and --seed only changes which items a --limit draws.
     _no_params(ref)
@@ -213,9 +214,7 @@ def load_suite(text: str, seed: int = 0, limit: int | None = None) -> list[Item]
             f"unknown suite or loader {name.strip()!r}; known suites: {', '.join(sorted(known))}; "
             f"loaders (NAME:PATH): {', '.join(LOADERS)}", EXIT_USAGE)
     ref = Ref.parse(text)
-    if ref.name == "math":
-        return build_math(ref, seed, limit)
-    return known[ref.name].build(ref, seed)
+    return known[ref.name].build(ref, seed, limit)
 
 
 def suite_files(refs: tuple[str, ...]) -> list[str]:

@@ -14,7 +14,7 @@ from saferlab.engine.errors import EXIT_CANCELLED, EXIT_ITEMS_FAILED, EXIT_USAGE
 
 from . import render
 from .common import DbOption, handles_errors, open_store, output
-from .literal import LiteralConsole, say, visible
+from .literal import LiteralConsole, say
 
 app = typer.Typer(
     name="saferlab", add_completion=False,
@@ -122,12 +122,10 @@ def _report_failed_items(outcome) -> None:
     retry = f"retry them: saferlab run --resume s{outcome.session_id}"
     for run in outcome.runs:
         if run.errors and run.status != "failed":
-            typer.echo(f"saferlab: warning: run {run.run_id}: "
-                       f"{visible(run.error or '')}; {retry}", err=True)
+            say(f"saferlab: warning: run {run.run_id}: {run.error}; {retry}", err=True)
     failed = [run for run in outcome.runs if run.status == "failed"]
     if failed:
-        typer.echo(f"saferlab: error: run {failed[0].run_id}: {visible(failed[0].error or '')}; "
-                   f"{retry}", err=True)
+        say(f"saferlab: error: run {failed[0].run_id}: {failed[0].error}; {retry}", err=True)
         raise typer.Exit(EXIT_ITEMS_FAILED)
 
 

@@ -37,11 +37,13 @@ def run_row(outcome: Any, session_id: int) -> dict[str, Any]:
     }
 
 
-def status_cell(status: str, errors: int | None) -> Text:
+def status_label(status: str, errors: int | None) -> str:
     """A run's status, with how many of its items failed (stored; --resume retries them)."""
-    if errors:
-        return Text(f"{status} with {errors} error{'s' if errors != 1 else ''}", style="yellow")
-    return Text(status)
+    return f"{status} with {errors} error{'s' if errors != 1 else ''}" if errors else status
+
+
+def status_cell(status: str, errors: int | None) -> Text:
+    return Text(status_label(status, errors), style="yellow" if errors else "")
 
 
 def meter_cell(meter: dict[str, Any] | None) -> Text:

@@ -14,6 +14,7 @@ from textual.widgets import DataTable, Footer, Header, Label, Select
 from saferlab.engine.outcome import terminal_style
 
 from ..literal import literal
+from ..render import status_label
 from ..widgets.meters import METERS
 
 
@@ -81,8 +82,7 @@ class HistoryScreen(Screen):
         table = self.query_one("#runs", DataTable)
         table.clear()
         for r in session_run_rows(self.app.store, session_id):
-            status = f"{r['status']} with {r['errors']} errors (r: retry)" if r["errors"] \
-                else r["status"]
+            status = status_label(r["status"], r["errors"]) + (" (r: retry)" if r["errors"] else "")
             table.add_row(f"r{r['id']}", literal(run_title(r["config"])), literal(status),
                           f"{r['generated']}/{r['n_items']}",
                           *[short_meter(r["meters"].get(m)) for m, _, _ in METERS],

@@ -139,17 +139,11 @@ class MainScreen(Screen):
     def _picked(self, spec: str | None) -> None:
         if not spec:
             return
-        from saferlab.db.adapters import adapters_for
-
-        settings = self.app.settings
-        settings.model = spec
-        # Adapters chosen for another model do not follow it.
-        usable = {a["use_as"] for a in adapters_for(self.app.store, spec)}
-        settings.adapters = [a for a in settings.adapters if a in usable]
+        self.app.settings.model = spec
+        self._show_adapters()  # adapters chosen for another model do not follow it
         self.app.save()
         self._state, self._summary = "loading", None
         self._refresh_model()
-        self._show_adapters()
         self.app.load_model(spec, self)
 
     # -- batch -----------------------------------------------------------------------
