@@ -352,3 +352,34 @@ def test_the_lab_fits_an_80x24_terminal(tmp_path):
             assert app.screen.has_class("-narrow") and app.screen.has_class("-short")
 
     run(flow())
+
+
+def test_a_new_batch_clears_the_last_one_and_the_configuration_folds(tmp_path):
+    from textual.widgets import Static
+
+    app = make_app(tmp_path, token_delay=0.05)
+
+    async def flow():
+        async with app.run_test(size=(120, 40)) as pilot:
+            use_model(app, "fake:refuse")
+            configure(app.screen, suites=("harmful",), sample=2)
+            await pilot.press("f")
+            await settle(app, pilot)
+            assert "2/2 items" in str(app.screen.query_one("#progress", Static).render())
+            configure(app.screen, suites=("harmful",), sample=3)
+            await pilot.press("f")
+            await pilot.pause(0.01)
+            # The progress line counts the new batch from nothing, before its first item ends.
+            progress = str(app.screen.query_one("#progress", Static).render())
+            assert "2/2 items" not in progress and "/3 items" in progress
+            await settle(app, pilot)
+            left = app.screen.query_one("#left")
+            live_width = app.screen.query_one("#live").region.width
+            await pilot.press("b")
+            await pilot.pause()
+            assert not left.display and app.screen.query_one("#live").region.width > live_width
+            await pilot.press("b")
+            await pilot.pause()
+            assert left.display and left.region.width
+
+    run(flow())

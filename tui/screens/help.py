@@ -20,6 +20,7 @@ and **privacy**, with Wilson 95% intervals, everything stored in SQLite.
 | `escape` | main, compare | cancel after the current token; what was done is kept |
 | `c` | main | compare two configurations A and B on the same items |
 | `h` | main | history: sessions, runs, items; filter them, read one in full, resume |
+| `b` | main | fold the configuration column away, or bring it back (small terminals) |
 | `e` | main, history | export the session or run: JSONL, CSV, Markdown, HTML, optionally redacted |
 | `r` | history | resume the highlighted unfinished run |
 | `s` `u` / `a` `r` / `k` `l` | item | your verdict: safe/unsafe, answered/refused, kept/leaked |

@@ -70,6 +70,7 @@ class MainScreen(Screen):
         Binding("c", "compare", "Compare"),
         Binding("h", "history", "History"),
         Binding("e", "export", "Export"),
+        Binding("b", "toggle_config", "Configuration"),
     ]
 
     def compose(self):
@@ -137,6 +138,8 @@ class MainScreen(Screen):
         self.app.push_screen(ModelPicker(), self._picked)
 
     def _picked(self, spec: str | None) -> None:
+        # Repaint all of the screen the picker covered, not only the widgets that change.
+        self.refresh(layout=True)
         if not spec:
             return
         self.app.settings.model = spec
@@ -165,6 +168,11 @@ class MainScreen(Screen):
             self.query_one("#fire", Button).disabled = True
             self.add_class("-running")
             self.query_one(MeterPanel).clear()
+            # Nothing of the last batch stays on screen: its title and its "n/n items".
+            self.query_one("#run-title", Static).update(Text("Starting the batch...",
+                                                             style="dim"))
+            self.query_one("#progress", Static).update(
+                progress_text(0, sum(len(p.items) for p in plans), None, None))
             self.query_one(Transcript).note(
                 f"firing {len(plans)} run(s) of {len(plans[0].items)} items", "bold")
 
@@ -217,6 +225,11 @@ class MainScreen(Screen):
         else:
             self.query_one(Transcript).note(
                 f"session s{message.session_id} {message.status}", "bold")
+
+    def action_toggle_config(self) -> None:
+        """Fold the configuration column away (the live view takes the whole width), or
+        bring it back."""
+        self.toggle_class("-folded")
 
     # -- other screens ---------------------------------------------------------------
 
