@@ -25,10 +25,21 @@ def embedded_path() -> Path:
 @pytest.fixture(scope="session")
 def embedded_backend():
     """One loaded embedded model for the tests that decode (loading takes ~0.3 s, but the
-    suite decodes dozens of times)."""
+    suite decodes dozens of times), decoding one request at a time (batch size 1)."""
     from saferlab.engine.backends import load_backend
     from saferlab.engine.models import parse_model_spec
 
-    backend = load_backend(parse_model_spec("embedded"), n_ctx=2048)
+    backend = load_backend(parse_model_spec("embedded"), n_ctx=2048, batch_size=1)
+    yield backend
+    backend.close()
+
+
+@pytest.fixture(scope="session")
+def embedded_batched():
+    """The embedded model decoding by continuous batching, four sequences at a time."""
+    from saferlab.engine.backends import load_backend
+    from saferlab.engine.models import parse_model_spec
+
+    backend = load_backend(parse_model_spec("embedded"), n_ctx=2048, batch_size=4)
     yield backend
     backend.close()

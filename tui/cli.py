@@ -68,7 +68,7 @@ def run(
     ctx: int = typer.Option(4096, "--ctx", min=256, help="Context length for GGUF models."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads (default: all)."),
     device: Optional[str] = typer.Option(None, "--device", help="hf: cuda, mps or cpu (default: the best there is)."),
-    batch_size: int = typer.Option(8, "--batch-size", min=1, help="hf: requests decoded together."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="GGUF and hf: requests decoded together (default 8; a resumed run keeps its own). 1 decodes one at a time."),
     concurrency: int = typer.Option(4, "--concurrency", min=1, help="openai: requests in flight."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="hf: run the model repository's own code."),
     db: Optional[Path] = DbOption,
@@ -106,6 +106,10 @@ def run(
             _print_runs(store, [], session_id, as_json)
             return
 
+    if batch_size is None:
+        from saferlab.engine.backends.base import DEFAULT_BATCH
+
+        batch_size = stored_batch_size(plans) or DEFAULT_BATCH
     options = {"n_ctx": ctx, "n_threads": threads, "device": device, "batch_size": batch_size,
                "concurrency": concurrency, "trust_remote_code": trust_remote_code}
     outcome = execute(store, plans, session_id, options)
@@ -127,6 +131,15 @@ def _report_failed_items(outcome) -> None:
     if failed:
         say(f"saferlab: error: run {failed[0].run_id}: {failed[0].error}; {retry}", err=True)
         raise typer.Exit(EXIT_ITEMS_FAILED)
+
+
+def stored_batch_size(plans) -> int | None:
+    """The batch size a resumed run was decoded with: its outputs reproduce only with it."""
+    for plan in plans:
+        size = (plan.extra_config.get("backend") or {}).get("batch_size")
+        if isinstance(size, int) and size >= 1:
+            return size
+    return None
 
 
 def kind_budgets(texts: List[str]) -> tuple[tuple[str, int], ...]:

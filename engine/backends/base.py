@@ -7,6 +7,10 @@ from typing import Any, Callable, Iterator, Protocol, Sequence, Union
 
 from ..types import FINISH_CANCELLED, GenerationRequest, GenerationResult, Message
 
+# Requests decoded together by the llama.cpp and transformers backends: fixed, never tuned to
+# the machine, because greedy outputs depend on the batch shape and a run must reproduce.
+DEFAULT_BATCH = 8
+
 # Called with (request id, text piece) as tokens arrive; used for live transcripts.
 OnToken = Callable[[str, str], None]
 

@@ -18,11 +18,13 @@ from typing import Any, Iterator, Sequence
 import llama_cpp
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-from ..errors import EXIT_MODEL, SaferlabError
+from ..errors import EXIT_MODEL, EXIT_USAGE, SaferlabError
 from ..models import ModelRef
 from ..types import (FINISH_CANCELLED, FINISH_ERROR, FINISH_LENGTH, FINISH_STOP,
                      AdapterStack, GenerationRequest, GenerationResult, Message)
-from .base import CHATML, AdapterArg, OnToken, named_adapters, one_at_a_time, render_chat
+from .base import (CHATML, DEFAULT_BATCH, AdapterArg, OnToken, named_adapters, one_at_a_time,
+                   render_chat)
+from .llama_batch import BatchDecoder
 
 DEFAULT_CTX = 4096
 CHUNK = 64  # prompt evaluation block; see _reuse_prefix
@@ -39,7 +41,10 @@ def default_threads() -> int:
 class LlamaCppBackend:
     def __init__(self, ref: ModelRef, n_ctx: int = DEFAULT_CTX, n_threads: int | None = None,
                  n_gpu_layers: int | None = None, adapters: Sequence[AdapterArg] = (),
-                 **_: Any) -> None:
+                 batch_size: int = DEFAULT_BATCH, **_: Any) -> None:
+        if int(batch_size) < 1:
+            raise SaferlabError(f"batch size must be at least 1, not {batch_size}", EXIT_USAGE)
+        self.batch_size = int(batch_size)
         self.spec = ref.spec
         self.path = str(ref.path)
         if n_gpu_layers is None:
@@ -58,6 +63,9 @@ class LlamaCppBackend:
         self._loras: dict[str, Any] = {}  # adapter name -> llama.cpp LoRA handle
         self._lora_paths: dict[str, str] = {}
         self._active: AdapterStack | None = None
+        self._batcher: BatchDecoder | None = None  # made at the first batch
+        self._batch_lock = threading.Lock()
+        self._batch_active: AdapterStack | None = None
         for name, path in named_adapters(adapters):
             self._load_lora(path, name)
         vocab = getattr(getattr(self.llm, "_model", None), "vocab", None)
@@ -85,6 +93,7 @@ class LlamaCppBackend:
             "path": self.path,
             "n_ctx": self.n_ctx,
             "n_threads": self.n_threads,
+            "batch_size": self.batch_size,
             "chat_template": self.template_source,
             # A Llama Guard GGUF whose own template builds the moderation prompt from a chat.
             "guard_template": "UNSAFE CONTENT CATEGORIES" in (
@@ -104,15 +113,71 @@ class LlamaCppBackend:
         cancel: threading.Event | None = None,
         on_token: OnToken | None = None,
     ) -> Iterator[GenerationResult]:
+        if self.batch_size > 1:
+            return self._batched(requests, cancel, on_token)
+        return self._sequential(requests, cancel, on_token)
+
+    def _sequential(self, requests: Sequence[GenerationRequest],
+                    cancel: threading.Event | None, on_token: OnToken | None
+                    ) -> Iterator[GenerationResult]:
         def locked(request: GenerationRequest) -> GenerationResult:
             with self._lock:
                 return self._one(request, cancel, on_token)
 
         return one_at_a_time(requests, cancel, locked)
 
-    def _one(self, request: GenerationRequest, cancel: threading.Event | None,
-             on_token: OnToken | None) -> GenerationResult:
-        started = time.perf_counter()
+    def _batched(self, requests: Sequence[GenerationRequest],
+                 cancel: threading.Event | None, on_token: OnToken | None
+                 ) -> Iterator[GenerationResult]:
+        """Requests grouped by adapter stack (in order of first use), each group decoded by
+        continuous batching; results as they end."""
+        if not self._batch_lock.acquire(blocking=False):
+            # The batch context is busy: the target judging its own answers between the
+            # results of a batch. The judge's requests go one at a time through Llama's own.
+            yield from self._sequential(requests, cancel, on_token)
+            return
+        try:
+            groups: dict[AdapterStack | None, list[tuple[GenerationRequest, list[int]]]] = {}
+            for request in requests:
+                prepared = self._prepare(request)
+                if isinstance(prepared, GenerationResult):
+                    yield prepared
+                    continue
+                stack = request.adapter if request.adapter and request.adapter.uses else None
+                groups.setdefault(stack, []).append((request, prepared))
+            for stack, group in groups.items():
+                if cancel is not None and cancel.is_set():
+                    return
+                batcher = self._batch_decoder()
+                try:
+                    self._use_batch_adapter(batcher, stack)
+                except RuntimeError as exc:
+                    for request, tokens in group:
+                        yield GenerationResult(request.id, prompt_tokens=len(tokens),
+                                               finish_reason=FINISH_ERROR, error=str(exc))
+                    continue
+                for result in batcher.decode(group, self.n_ctx, cancel, on_token):
+                    yield result
+                    if result.finish_reason == FINISH_CANCELLED:
+                        return
+        finally:
+            self._batch_lock.release()
+
+    def _batch_decoder(self) -> BatchDecoder:
+        if self._batcher is None:
+            self._batcher = BatchDecoder(self.llm, self.batch_size, self.n_ctx, self.n_threads,
+                                         self._is_eog)
+        return self._batcher
+
+    def _use_batch_adapter(self, batcher: BatchDecoder, stack: AdapterStack | None) -> None:
+        if stack == self._batch_active:
+            return
+        uses = stack.uses if stack else ()
+        batcher.set_adapters([self._loras[u.name] for u in uses], [u.scale for u in uses])
+        self._batch_active = stack
+
+    def _prepare(self, request: GenerationRequest) -> list[int] | GenerationResult:
+        """The prompt's tokens, or the result that says why this request cannot run."""
         unknown = [n for n in (request.adapter.names if request.adapter else ())
                    if n not in self._loras]
         if unknown:
@@ -120,7 +185,6 @@ class LlamaCppBackend:
             return GenerationResult(request.id, finish_reason=FINISH_ERROR,
                                     error=f"unknown adapter {unknown[0]!r} ({known})")
         try:
-            self._use_adapter(request.adapter)
             prompt = self.render(request.messages)
             tokens = self.llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
         except Exception as exc:  # a template or tokenizer failure is this item's, not the run's
@@ -130,6 +194,20 @@ class LlamaCppBackend:
             return GenerationResult(
                 request.id, prompt_tokens=len(tokens), finish_reason=FINISH_ERROR,
                 error=f"prompt is {len(tokens)} tokens but the context holds {self.n_ctx}")
+        return tokens
+
+    def _one(self, request: GenerationRequest, cancel: threading.Event | None,
+             on_token: OnToken | None) -> GenerationResult:
+        started = time.perf_counter()
+        prepared = self._prepare(request)
+        if isinstance(prepared, GenerationResult):
+            return prepared
+        tokens = prepared
+        try:
+            self._use_adapter(request.adapter)
+        except Exception as exc:
+            return GenerationResult(request.id, prompt_tokens=len(tokens),
+                                    finish_reason=FINISH_ERROR, error=str(exc))
         budget = min(request.params.max_tokens, self.n_ctx - len(tokens))
         params = request.params
         self.llm.set_seed(params.seed)
@@ -243,6 +321,9 @@ class LlamaCppBackend:
         llm, self.llm = self.llm, None
         if llm is None:
             return
+        if self._batcher is not None:  # before the model and adapters it uses
+            self._batcher.close()
+            self._batcher = None
         if self._active is not None:
             llama_cpp.llama_set_adapters_lora(llm._ctx.ctx, None, 0, None)
         for handle in self._loras.values():  # before the model they belong to

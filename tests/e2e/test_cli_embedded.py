@@ -109,7 +109,8 @@ def test_sigkill_then_resume_generates_every_item_once(saferlab_home):
 
 def test_ctrl_c_cancels_cleanly_and_resume_finishes(saferlab_home):
     db = saferlab_home / "saferlab.db"
-    cmd = SAFERLAB + ["run", "--suite", "harmful", "--limit", "6", "--max-tokens", "120",
+    # More items than the batch holds (8), so that some are still queued at the signal.
+    cmd = SAFERLAB + ["run", "--suite", "harmful", "--limit", "12", "--max-tokens", "120",
                       "--json"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
@@ -123,7 +124,7 @@ def test_ctrl_c_cancels_cleanly_and_resume_finishes(saferlab_home):
     assert "cancelled; finish it with: saferlab run --resume s1" in stderr
     assert "Traceback" not in stderr
     (run,) = json.loads(stdout)
-    assert run["status"] == "cancelled" and 2 <= run["generated"] < 6
+    assert run["status"] == "cancelled" and 2 <= run["generated"] < 12
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT status FROM runs").fetchone()[0] == "cancelled"
         assert conn.execute("SELECT COUNT(*) FROM generations WHERE finish_reason = 'cancelled'"
@@ -131,7 +132,7 @@ def test_ctrl_c_cancels_cleanly_and_resume_finishes(saferlab_home):
     resumed = subprocess.run(SAFERLAB + ["run", "--resume", "s1", "--json"], capture_output=True,
                              text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
-    assert json.loads(resumed.stdout)[0]["meters"]["safety"]["n"] == 6
+    assert json.loads(resumed.stdout)[0]["meters"]["safety"]["n"] == 12
 
 
 @pytest.mark.parametrize("attack,rounds_per_item", [("pair:rounds=2", (2, 4)),

@@ -1,4 +1,5 @@
-"""The llama.cpp backend on the real embedded model."""
+"""The llama.cpp backend on the real embedded model, one request at a time (batch size 1,
+the reference); tests/engine/test_llama_batch.py covers continuous batching."""
 
 import threading
 
