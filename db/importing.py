@@ -241,7 +241,8 @@ def _insert_generation(db, record: dict[str, Any], run_id: int, item_id: str,
            "prompt_tokens": record["tokens"]["prompt"],
            "completion_tokens": record["tokens"]["completion"],
            "ttft_ms": record["timing"]["ttft_ms"], "duration_ms": record["timing"]["duration_ms"],
-           "finish_reason": record["finish_reason"], "error": record["error"]}
+           "finish_reason": record["finish_reason"], "error": record["error"],
+           "cached": int(bool(record.get("cached")))}
     gid = record.get("generation_id")
     if keep and gid is not None and not list(db.query(
             "SELECT 1 FROM generations WHERE id = ?", [gid])):

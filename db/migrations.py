@@ -180,6 +180,13 @@ M005_TRAININGS = """
         ALTER TABLE adapters ADD COLUMN on_adapters TEXT;
 """
 
+M006_RESULT_CACHE = """
+        ALTER TABLE generations ADD COLUMN cache_key TEXT;
+        ALTER TABLE generations ADD COLUMN judges_key TEXT;
+        ALTER TABLE generations ADD COLUMN cached INTEGER NOT NULL DEFAULT 0;
+        CREATE INDEX generations_cache ON generations(cache_key) WHERE cache_key IS NOT NULL;
+"""
+
 # Each is applied in one transaction together with its row in _migrations.
 MIGRATIONS: list[tuple[str, str]] = [
     ("m001_initial", M001_INITIAL),
@@ -187,4 +194,5 @@ MIGRATIONS: list[tuple[str, str]] = [
     ("m003_parts_and_labels", M003_PARTS_AND_LABELS),
     ("m004_adapters", M004_ADAPTERS),
     ("m005_trainings", M005_TRAININGS),
+    ("m006_result_cache", M006_RESULT_CACHE),
 ]

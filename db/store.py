@@ -17,7 +17,9 @@ from typing import Any, Iterator, Sequence
 from saferlab.engine.adapter_refs import registry_key
 from saferlab.engine.errors import EXIT_DATABASE, SaferlabError
 from saferlab.engine.protocols import Turn
-from saferlab.engine.types import GenerationResult, Item, Message, Meter, Verdict
+from saferlab.engine.cache import CachedAnswer, CacheMark
+from saferlab.engine.types import (FINISH_CANCELLED, GenerationResult, Item, Message, Meter,
+                                   Verdict)
 
 from .migrations import MIGRATIONS
 
@@ -179,14 +181,16 @@ class Store:
 
     def record_generation(self, run_id: int, item: Item, messages: Sequence[Message],
                           result: GenerationResult, verdicts: Sequence[Verdict],
-                          turns: Sequence[Turn] = ()) -> None:
+                          turns: Sequence[Turn] = (), cache: CacheMark | None = None) -> None:
         now = utc_now()
         row = {"run_id": run_id, "item_id": item.id, "created_utc": now,
                "messages_json": dumps([m.to_dict() for m in messages]),
                "output": result.text, "prompt_tokens": result.prompt_tokens,
                "completion_tokens": result.completion_tokens, "ttft_ms": result.ttft_ms,
                "duration_ms": result.duration_ms, "finish_reason": result.finish_reason,
-               "error": result.error}
+               "error": result.error, "cache_key": cache.key if cache else None,
+               "judges_key": cache.judges_key if cache else None,
+               "cached": int(bool(cache and cache.cached))}
         with self.transaction():
             # Another process resuming the same run may have stored this item first: its
             # generation stands, and this one is dropped.
@@ -211,6 +215,26 @@ class Store:
                  "error": t.result.error,
                  "verdict_json": dumps(t.verdict.to_dict()) if t.verdict else None}
                 for n, t in enumerate(turns, start=1))
+
+    def cached_answer(self, key: str, judges_key: str | None = None) -> CachedAnswer | None:
+        rows = list(self.db.query(
+            "SELECT id, output, prompt_tokens, completion_tokens, ttft_ms, duration_ms, "
+            "finish_reason, judges_key FROM generations WHERE cache_key = ? AND error IS NULL "
+            "AND finish_reason != ? ORDER BY judges_key IS NOT ? , cached, id LIMIT 1",
+            [key, FINISH_CANCELLED, judges_key]))
+        if not rows:
+            return None
+        row = rows[0]
+        verdicts = tuple(
+            Verdict(v["judge"], v["meter"], None if v["passed"] is None else bool(v["passed"]),
+                    v["label"], v["score"], json.loads(v["detail_json"] or "{}"), v["error"], v["part"])
+            for v in self.db.query("SELECT * FROM verdicts WHERE generation_id = ? ORDER BY id",
+                                   [row["id"]]))
+        result = GenerationResult("", text=row["output"], prompt_tokens=row["prompt_tokens"] or 0,
+                                  completion_tokens=row["completion_tokens"] or 0,
+                                  ttft_ms=row["ttft_ms"], duration_ms=row["duration_ms"] or 0.0,
+                                  finish_reason=row["finish_reason"])
+        return CachedAnswer(result, row["judges_key"], verdicts)
 
     def finish_run(self, run_id: int, status: str, meters: dict[str, Meter],
                    error: str | None = None) -> None:

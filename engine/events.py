@@ -52,6 +52,7 @@ class ItemJudged(Event):
     item: Item
     result: GenerationResult
     verdicts: tuple[Verdict, ...]
+    cached: bool = False  # answered from the result cache, not decoded
 
 
 @dataclass(frozen=True)

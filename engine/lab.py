@@ -33,8 +33,9 @@ def saferlab_version() -> str:
 class Lab:
     def __init__(self, recorder: Recorder | None = None, emit: Emit = ignore,
                  hash_cache: HashCache | None = None,
-                 backend_options: dict[str, Any] | None = None) -> None:
+                 backend_options: dict[str, Any] | None = None, cache: bool = True) -> None:
         self.recorder = recorder or NullRecorder()
+        self.cache = cache  # answer identical requests from earlier runs (engine/cache.py)
         self.emit = emit
         self.hash_cache = hash_cache
         self.backend_options = backend_options or {}
@@ -108,7 +109,8 @@ class Lab:
                             plan.extra_config[f"{role}_config"] = config
                 roles[role] = helpers[spec]
             runner = Runner(backend, self.recorder, self.emit, cancel,
-                            attacker=roles.get("attacker"), judge_model=roles.get("judge_model"))
+                            attacker=roles.get("attacker"), judge_model=roles.get("judge_model"),
+                            cache=self.cache)
             return runner.run_session(plans, session_id=session_id,
                                       session_config={"runs": len(plans), **model_config})
         finally:

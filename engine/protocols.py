@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
+from .cache import CacheMark
 from .prompting import Recipe
 from .refs import fill
 from .types import (FINISH_CANCELLED, DecodingParams, GenerationResult, Item, Message, Verdict)
@@ -38,6 +39,8 @@ class ItemOutcome:
     result: GenerationResult  # the final output; tokens and time summed over every turn
     messages: tuple[Message, ...]  # the conversation that produced the final output
     turns: list[Turn] = field(default_factory=list)
+    cache: CacheMark | None = None  # its place in the result cache (single-turn items)
+    verdicts: tuple[Verdict, ...] | None = None  # a cached answer's, when still valid
 
     @property
     def cancelled(self) -> bool:

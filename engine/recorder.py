@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 from typing import Any, Protocol, Sequence
 
+from .cache import CachedAnswer, CacheMark
 from .protocols import Turn
 from .types import GenerationResult, Item, Message, Meter, Verdict
 
@@ -27,9 +28,14 @@ class Recorder(Protocol):
 
     def record_generation(self, run_id: int, item: Item, messages: Sequence[Message],
                           result: GenerationResult, verdicts: Sequence[Verdict],
-                          turns: Sequence[Turn] = ()) -> None:
+                          turns: Sequence[Turn] = (), cache: CacheMark | None = None) -> None:
         """Store one generation, its verdicts and, for conversations, every turn (attacker
         rounds included) durably, in one transaction."""
+        ...
+
+    def cached_answer(self, key: str, judges_key: str | None = None) -> CachedAnswer | None:
+        """The stored answer (not an error, not cancelled) to the request of cache ``key``;
+        one judged by ``judges_key`` first, when there is one."""
         ...
 
     def finish_run(self, run_id: int, status: str, meters: dict[str, Meter],
@@ -58,8 +64,12 @@ class NullRecorder:
         self.statuses[run_id] = "running"
         return {}
 
-    def record_generation(self, run_id, item, messages, result, verdicts, turns=()) -> None:
+    def record_generation(self, run_id, item, messages, result, verdicts, turns=(),
+                          cache=None) -> None:
         self.generations += 1
+
+    def cached_answer(self, key, judges_key=None) -> CachedAnswer | None:
+        return None
 
     def finish_run(self, run_id, status, meters, error=None) -> None:
         self.statuses[run_id] = status

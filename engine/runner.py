@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field, replace
 from typing import Iterator, Sequence
 
 from .backends import Backend
+from .cache import CacheMark, judges_key, request_key, run_scope
 from .events import (Emit, ItemGenerated, ItemJudged, MetersUpdated, RunFailed, RunFinished,
                      RunStarted, SessionFinished, SessionStarted, TokenGenerated, ignore)
 from .judging import JudgePanel
@@ -31,7 +33,10 @@ class RunOutcome:
     error: str | None = None
     completion_tokens: int = 0
     errors: int = 0  # items of this call whose generation failed (stored, retried on resume)
-    generation_ms: float = 0.0
+    # Wall-clock time of this call's items, judging and recording included: with batched
+    # decoding the items' own durations overlap, so their sum would understate the speed.
+    elapsed_ms: float = 0.0
+    cached: int = 0  # items answered from the result cache instead of decoded
 
 
 @dataclass
@@ -44,8 +49,9 @@ class SessionOutcome:
 class Runner:
     def __init__(self, backend: Backend, recorder: Recorder | None = None, emit: Emit = ignore,
                  cancel: threading.Event | None = None, attacker: Backend | None = None,
-                 judge_model: Backend | None = None) -> None:
+                 judge_model: Backend | None = None, cache: bool = True) -> None:
         self.backend = backend
+        self.cache = cache  # answer identical requests from the database's earlier runs
         self.attacker = attacker or backend  # the attacker model of iterative attacks
         self.judge_model = judge_model  # for model judges (llm-judge, strongreject, ...)
         self._memo: dict[tuple, GenerationResult] = {}
@@ -94,25 +100,32 @@ class Runner:
 
         recipe = plan.get_recipe()
         first_error: str | None = None
+        started = time.perf_counter()
         try:
             for planned, item_outcome in self._outcomes(plan, recipe, panel, pending):
                 result = item_outcome.result
                 self.emit(ItemGenerated(run_id, planned.item, result))
                 if item_outcome.cancelled:
                     break  # the item in flight is not kept; resume redoes it
-                verdicts = self._judge(panel, recipe, planned.item, item_outcome)
+                verdicts = item_outcome.verdicts
+                if verdicts is None:
+                    verdicts = self._judge(panel, recipe, planned.item, item_outcome)
                 self.recorder.record_generation(run_id, planned.item, item_outcome.messages,
-                                                result, verdicts, item_outcome.turns)
+                                                result, verdicts, item_outcome.turns,
+                                                item_outcome.cache)
                 tally.add_item(planned.item.kind, verdicts)
                 count += 1
                 outcome.generated += 1
                 if result.error is not None:
                     outcome.errors += 1
                     first_error = first_error or result.error
-                outcome.completion_tokens += result.completion_tokens
-                outcome.generation_ms += result.duration_ms
+                cached = item_outcome.cache is not None and item_outcome.cache.cached
+                if cached:
+                    outcome.cached += 1
+                else:
+                    outcome.completion_tokens += result.completion_tokens
                 outcome.meters = tally.snapshot()
-                self.emit(ItemJudged(run_id, planned.item, result, verdicts))
+                self.emit(ItemJudged(run_id, planned.item, result, verdicts, cached))
                 self.emit(MetersUpdated(run_id, outcome.meters, count, total))
                 if self.cancel.is_set():
                     break
@@ -131,6 +144,7 @@ class Runner:
         elif outcome.errors:
             outcome.error = (f"{outcome.errors} of {outcome.generated} items failed; "
                              f"the first: {first_error}")
+        outcome.elapsed_ms = (time.perf_counter() - started) * 1000
         self.recorder.finish_run(run_id, outcome.status, outcome.meters, outcome.error)
         self.emit(RunFinished(run_id, outcome.status, outcome.meters, outcome.error))
         return outcome
@@ -160,25 +174,7 @@ class Runner:
 
         params, adapter = plan.spec.params, plan.spec.adapter_stack
         if recipe.protocol == "single":
-            # Greedy decoding is deterministic: a conversation already answered in this session
-            # (a math item under each attack, which never touches it) is not decoded again.
-            memo = self._memo if params.temperature == 0 else {}
-            todo = []
-            for p in pending:
-                key = (p.messages, params.for_kind(p.item.kind), adapter)
-                if key in memo:
-                    result = replace(memo[key], request_id=p.item.id)
-                    yield p, ItemOutcome(result, p.messages)
-                else:
-                    todo.append(p)
-            requests = [GenerationRequest(p.item.id, p.messages, params.for_kind(p.item.kind),
-                                          adapter=adapter) for p in todo]
-            for result in self.backend.generate(requests, self.cancel, on_token):
-                planned = by_id[result.request_id]
-                if result.error is None and result.finish_reason != FINISH_CANCELLED:
-                    memo[(planned.messages, params.for_kind(planned.item.kind),
-                          adapter)] = result
-                yield planned, ItemOutcome(result, planned.messages)
+            yield from self._single(plan, pending, on_token)
             return
 
         def talk(actor: str, messages: tuple[Message, ...], p: DecodingParams) -> GenerationResult:
@@ -195,3 +191,43 @@ class Runner:
             current["key"] = planned.item.key
             yield planned, run_item(recipe, planned.item, planned.messages, talk,
                                     params.for_kind(planned.item.kind), panel.decide)
+
+    def _single(self, plan: RunPlan, pending: list[PlannedItem], on_token
+                ) -> Iterator[tuple[PlannedItem, ItemOutcome]]:
+        """Single-turn items: those answered before come from this session's memory or the
+        result cache; the rest go to the backend in one list, as they complete."""
+        params, adapter = plan.spec.params, plan.spec.adapter_stack
+        config = plan.config()
+        scope = run_scope(config, adapter) if self.cache else None
+        judges = judges_key(config)
+        # Greedy decoding is deterministic: a conversation already answered in this session
+        # (a math item under each attack, which never touches it) is not decoded again.
+        memo = self._memo if params.temperature == 0 else {}
+        keys: dict[str, str] = {}
+        todo = []
+        for p in pending:
+            item_params = params.for_kind(p.item.kind)
+            if scope is not None:
+                keys[p.item.id] = request_key(scope, p.messages, item_params)
+            mark = CacheMark(keys[p.item.id], judges, cached=True) if scope else None
+            remembered = memo.get((p.messages, item_params, adapter))
+            if remembered is not None:
+                yield p, ItemOutcome(replace(remembered, request_id=p.item.id), p.messages,
+                                     cache=mark)
+                continue
+            hit = self.recorder.cached_answer(keys[p.item.id], judges) if scope else None
+            if hit is not None:
+                yield p, ItemOutcome(replace(hit.result, request_id=p.item.id), p.messages,
+                                     cache=mark,
+                                     verdicts=hit.verdicts if hit.judges_key == judges else None)
+                continue
+            todo.append(p)
+        by_id = {p.item.id: p for p in todo}
+        requests = [GenerationRequest(p.item.id, p.messages, params.for_kind(p.item.kind),
+                                      adapter=adapter) for p in todo]
+        for result in self.backend.generate(requests, self.cancel, on_token):
+            planned = by_id[result.request_id]
+            if result.error is None and result.finish_reason != FINISH_CANCELLED:
+                memo[(planned.messages, params.for_kind(planned.item.kind), adapter)] = result
+            mark = CacheMark(keys[planned.item.id], judges) if scope else None
+            yield planned, ItemOutcome(result, planned.messages, cache=mark)

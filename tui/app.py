@@ -112,9 +112,11 @@ class LabApp(App):
 
     def _load(self, spec: str, adapters: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
         """Load (in the calling worker thread) unless that model is already loaded."""
+        batch_size = self.settings.batch_size
         with self.model_lock:
             current = self.loaded
-            if current and current["spec"] == spec and set(adapters) <= set(current["adapters"]):
+            if current and current["spec"] == spec and set(adapters) <= set(current["adapters"]) \
+                    and current["batch_size"] == batch_size:
                 return current
             if self.backend_factory is not None:
                 backend = self.backend_factory(spec)
@@ -122,14 +124,14 @@ class LabApp(App):
             else:
                 from saferlab.engine.lab import Lab
 
-                lab = Lab(hash_cache=self.store)
+                lab = Lab(hash_cache=self.store, backend_options={"batch_size": batch_size})
                 backend, config = lab.load_model(spec, sorted(adapters))
             # Lab.load_model already read the GGUF header into the run configuration.
             summary = config.get("gguf") or {"name": spec}
             if current is not None:
                 current["backend"].close()
             self.loaded = {"spec": spec, "adapters": tuple(adapters), "backend": backend,
-                           "config": config, "summary": summary}
+                           "config": config, "summary": summary, "batch_size": batch_size}
             return self.loaded
 
     def _chosen_adapters(self, spec: str) -> list[tuple[str, str]]:

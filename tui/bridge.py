@@ -57,7 +57,8 @@ class Bridge:
                 event.run_id, event.item.key, event.item.kind,
                 self._prompts.get(event.item.key, event.item.prompt), r.text,
                 [{"judge": v.judge, "meter": v.meter, "label": v.label, "part": v.part,
-                  "passed": v.passed, "error": v.error} for v in event.verdicts], r.error))
+                  "passed": v.passed, "error": v.error} for v in event.verdicts], r.error,
+                event.cached))
             self._progress()
         elif isinstance(event, ev.MetersUpdated):
             self.post(msg.MetersChanged(event.run_id,

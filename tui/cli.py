@@ -73,6 +73,7 @@ def run(
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="hf: run the model repository's own code."),
     db: Optional[Path] = DbOption,
     no_log: bool = typer.Option(False, "--no-log", help="Keep nothing in the database."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Decode every item, even those whose identical request (model, adapters, messages, parameters, seed, batch size) was answered in an earlier run."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the items and exact messages; load no model."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document: the runs."),
 ) -> None:
@@ -112,8 +113,13 @@ def run(
         batch_size = stored_batch_size(plans) or DEFAULT_BATCH
     options = {"n_ctx": ctx, "n_threads": threads, "device": device, "batch_size": batch_size,
                "concurrency": concurrency, "trust_remote_code": trust_remote_code}
-    outcome = execute(store, plans, session_id, options)
+    outcome = execute(store, plans, session_id, options, cache=not no_cache)
     _print_runs(store, outcome.runs, outcome.session_id, as_json)
+    cached = sum(r.cached for r in outcome.runs)
+    if cached:
+        say(f"saferlab: {cached} of {sum(r.generated for r in outcome.runs)} answers came from "
+            "the result cache (identical earlier requests); --no-cache decodes them again",
+            err=True)
     if outcome.status == "cancelled":
         typer.echo(f"cancelled; finish it with: saferlab run --resume s{outcome.session_id}",
                    err=True)
@@ -157,9 +163,10 @@ def kind_budgets(texts: List[str]) -> tuple[tuple[str, int], ...]:
 
 
 def execute(store, plans: list, session_id: Optional[int],
-            backend_options: Optional[dict] = None):
+            backend_options: Optional[dict] = None, cache: bool = True):
     """Run plans with a progress bar on stderr; Ctrl-C cancels cleanly. ``store`` None keeps
-    nothing."""
+    nothing; ``cache`` False decodes every item even when an identical request was answered
+    before."""
     from saferlab.engine import Lab, NullRecorder
 
     from .progress import ProgressView
@@ -168,7 +175,7 @@ def execute(store, plans: list, session_id: Optional[int],
     cancel = threading.Event()
     with ProgressView(err, enabled=err.is_terminal) as view:
         lab = Lab(recorder=store if store is not None else NullRecorder(), emit=view,
-                  hash_cache=store, backend_options=backend_options or {})
+                  hash_cache=store, backend_options=backend_options or {}, cache=cache)
         return _run_in_thread(lambda: lab.run(plans, cancel=cancel, session_id=session_id),
                               cancel, err)
 

@@ -36,10 +36,11 @@ class TokensStreamed(Message):
 
 class ItemJudged(Message):
     def __init__(self, run_id: int, key: str, kind: str, prompt: str, output: str,
-                 verdicts: list[dict[str, Any]], error: str | None) -> None:
+                 verdicts: list[dict[str, Any]], error: str | None, cached: bool = False) -> None:
         super().__init__()
         self.run_id, self.key, self.kind, self.prompt = run_id, key, kind, prompt
         self.output, self.verdicts, self.error = output, verdicts, error
+        self.cached = cached  # answered from the result cache, not decoded
 
 
 class MetersChanged(Message):

@@ -31,9 +31,9 @@ def run_row(outcome: Any, session_id: int) -> dict[str, Any]:
         "meters": {k: m.to_dict() for k, m in outcome.meters.items()},
         "generated": outcome.generated, "items": outcome.total,
         "completion_tokens": outcome.completion_tokens,
-        "tokens_per_s": (round(outcome.completion_tokens * 1000 / outcome.generation_ms, 1)
-                         if outcome.generation_ms else None),
-        "error": outcome.error, "errors": outcome.errors,
+        "tokens_per_s": (round(outcome.completion_tokens * 1000 / outcome.elapsed_ms, 1)
+                         if outcome.elapsed_ms and outcome.completion_tokens else None),
+        "error": outcome.error, "errors": outcome.errors, "cached": outcome.cached,
     }
 
 

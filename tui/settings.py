@@ -25,6 +25,7 @@ class Settings:
     sample: int = 5
     judges: list[str] = field(default_factory=lambda: list(DEFAULT_JUDGES))
     max_tokens: int = 256
+    batch_size: int = 8  # requests decoded together (GGUF and hf models); 1: one at a time
     export_format: str = "html"
     export_redact: bool = False
     compare_b_reasoning: str = "zero-shot-cot"

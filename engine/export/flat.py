@@ -51,7 +51,7 @@ def write_csv(out: TextIO, data: ExportData) -> None:
                "prompt", "output", "reasoning_part", "answer_part", "split_how"]
               + [f"meter_{m}" for m in METERS] + verdict_cols
               + ["human_labels", "prompt_tokens", "completion_tokens", "ttft_ms", "duration_ms",
-                 "finish_reason", "error", "created_utc", "messages_json"])
+                 "finish_reason", "error", "created_utc", "messages_json", "cached"])
     writer = csv.writer(out, lineterminator="\r\n")  # RFC 4180; newlines inside cells quoted
     writer.writerow(header)
     for r in data.records():
@@ -71,6 +71,7 @@ def write_csv(out: TextIO, data: ExportData) -> None:
         row += ["; ".join(f"{x['meter']}={x['label']}" for x in r["labels"]),
                 r["tokens"]["prompt"], r["tokens"]["completion"], r["timing"]["ttft_ms"],
                 r["timing"]["duration_ms"], r["finish_reason"], r["error"],
-                r["timing"]["created_utc"], json.dumps(r["messages"], ensure_ascii=False)]
+                r["timing"]["created_utc"], json.dumps(r["messages"], ensure_ascii=False),
+                int(bool(r.get("cached")))]
         # Every text cell is guarded: a dataset's category can be a formula as well.
         writer.writerow([_cell(x) if isinstance(x, str) or x is None else x for x in row])

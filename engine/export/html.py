@@ -145,5 +145,6 @@ def _item(w, r: dict[str, Any]) -> None:
           f"{e(x['label'])}</span></p>\n")
     tokens = r["tokens"]
     w(f"<p class=\"muted\">{tokens['prompt'] or 0} prompt + {tokens['completion'] or 0} "
-      f"completion tokens · {r['timing']['duration_ms'] or 0:.0f} ms · {e(r['finish_reason'])}</p>"
+      f"completion tokens · {r['timing']['duration_ms'] or 0:.0f} ms · {e(r['finish_reason'])}"
+      + (" · cached (an identical earlier request's answer)" if r.get("cached") else "") + "</p>"
       "</details>\n")

@@ -95,6 +95,8 @@ def generation_record(run: RunContext, row: dict[str, Any],
                    "duration_ms": row["duration_ms"]},
         "finish_reason": row["finish_reason"],
         "error": row["error"],
+        # Answered from the result cache (an identical earlier request), not decoded.
+        "cached": bool(row.get("cached")),
     }
     return _redacted(record, redactor)
 

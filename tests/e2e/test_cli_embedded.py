@@ -159,3 +159,32 @@ def test_iterative_and_multiturn_attacks_on_the_embedded_model(saferlab_home, at
         assert low <= turns <= high
         assert attacker_turns == (turns // 2 if attack.startswith("pair") else 0)
     assert final == last_turns  # the stored output is the conversation's last answer
+
+
+def test_batched_runs_reproduce_and_a_rerun_comes_from_the_cache(saferlab_home):
+    db = saferlab_home / "saferlab.db"
+    base = SAFERLAB + ["run", "--suite", "harmful", "--suite", "benign", "--limit", "6",
+                       "--max-tokens", "24", "--json"]
+
+    def outputs(run_id):
+        with sqlite3.connect(db) as conn:
+            return conn.execute("SELECT item_id, output, cached FROM generations WHERE run_id = ?"
+                                " ORDER BY item_id", [run_id]).fetchall()
+
+    first = subprocess.run(base, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    again = subprocess.run(base + ["--no-cache"], capture_output=True, text=True, timeout=300)
+    cached = subprocess.run(base, capture_output=True, text=True, timeout=300)
+    assert again.returncode == cached.returncode == 0
+    (r1,), (r2,), (r3,) = (json.loads(p.stdout) for p in (first, again, cached))
+    assert r1["config"]["backend"]["batch_size"] == 8 and r1["cached"] == 0
+    # Decoded twice in batches of 8: token for token the same.
+    assert [o[:2] for o in outputs(r1["id"])] == [o[:2] for o in outputs(r2["id"])]
+    assert r2["cached"] == 0 and r3["cached"] == 12
+    assert "12 of 12 answers came from the result cache" in cached.stderr
+    assert [o[:2] for o in outputs(r3["id"])] == [o[:2] for o in outputs(r1["id"])]
+    assert all(c for _, _, c in outputs(r3["id"]))
+    # Another batch size is another request.
+    other = subprocess.run(base + ["--batch-size", "1"], capture_output=True, text=True,
+                           timeout=300)
+    assert json.loads(other.stdout)[0]["cached"] == 0

@@ -383,3 +383,26 @@ def test_a_new_batch_clears_the_last_one_and_the_configuration_folds(tmp_path):
             assert left.display and left.region.width
 
     run(flow())
+
+
+def test_the_batch_size_is_a_choice_of_the_lab(tmp_path):
+    from textual.widgets import Input
+
+    app = make_app(tmp_path)
+
+    async def flow():
+        async with app.run_test(size=(120, 40)) as pilot:
+            use_model(app, "fake:refuse")
+            app.screen.query_one("#batch-size", Input).value = "2"
+            await pilot.pause()
+            assert app.settings.batch_size == 2
+            configure(app.screen, suites=("harmful",), sample=2)
+            await pilot.press("f")
+            await settle(app, pilot)
+            assert app.loaded["batch_size"] == 2
+            app.screen.query_one("#batch-size", Input).value = "nonsense"
+            await pilot.pause()
+            assert app.settings.batch_size == 2  # the last good number stays
+
+    run(flow())
+    assert json.loads((tmp_path / "tui.json").read_text())["batch_size"] == 2

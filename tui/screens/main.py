@@ -198,7 +198,8 @@ class MainScreen(Screen):
 
     def on_item_judged(self, message: msg.ItemJudged) -> None:
         self.query_one(Transcript).judged(message.run_id, message.key, message.prompt,
-                                          message.output, message.verdicts, message.error)
+                                          message.output, message.verdicts, message.error,
+                                          message.cached)
 
     def on_meters_changed(self, message: msg.MetersChanged) -> None:
         self.query_one(MeterPanel).show(message.meters)

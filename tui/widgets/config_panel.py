@@ -81,6 +81,10 @@ class ConfigPanel(VerticalScroll):
                         "The model that (model) judges ask, as a model spec (embedded, "
                         "gguf:PATH, hf:NAME, openai:URL#MODEL); empty: the target judges its "
                         "own answers."))
+        yield Label("Batch size", classes="section")
+        yield Input(str(s.batch_size), type="integer", id="batch-size", tooltip=(
+            "Requests decoded together by GGUF and Hugging Face models. Outputs reproduce "
+            "for a fixed batch size; 1 decodes one at a time (the reference)."))
 
     # Every change is kept at once, so the choices survive however the app ends.
     def _changed(self) -> None:
@@ -133,5 +137,9 @@ class ConfigPanel(VerticalScroll):
             s.sample = max(1, int(self.query_one("#sample", Input).value))
         except ValueError:
             pass  # keep the last good number
+        try:
+            s.batch_size = max(1, int(self.query_one("#batch-size", Input).value))
+        except ValueError:
+            pass
         s.judges = list(self.query_one("#judges", SelectionList).selected)
         return s

@@ -55,7 +55,7 @@ class Transcript(Vertical):
         self.query_one("#item-output", Static).update(literal(self._output))
 
     def judged(self, run_id: int, key: str, prompt: str, output: str,
-               verdicts: list[dict[str, Any]], error: str | None) -> None:
+               verdicts: list[dict[str, Any]], error: str | None, cached: bool = False) -> None:
         streaming = getattr(self, "_key", None)
         # Another item streaming (a batched backend): this one goes to the log only.
         if streaming is None or streaming == key:
@@ -70,6 +70,8 @@ class Transcript(Vertical):
         line.append(visible(key))
         line.append("  ")
         line.append_text(verdict_text(verdicts))
+        if cached:
+            line.append("  cached", style="dim italic")
         self.query_one("#item-log", RichLog).write(line)
 
     def note(self, text: str, style: str = "dim") -> None:
