@@ -1,89 +1,96 @@
-"""`saferlab bench`: decode speed of the lab's runner beside plain llama-cpp-python.
+"""`saferlab bench`: the lab's decode figures beside plain llama-cpp-python, in one run.
 
-Both decode the same harmful requests greedily with the same context and thread count; the
-model load is left out of both figures, and each side decodes one warm-up request first.
+Every figure decodes the same built-in harmful requests greedily with the same context and
+thread count; model loading is left out, and each engine decodes a warm-up request first.
+Plain llama-cpp-python is ``Llama.create_chat_completion`` in a loop, the way people script
+it. The lab's figures are end to end: from the session's start to its end, judging and
+recording included. tui/bench.py puts every figure together (it has the database and the
+interface to measure as well).
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import replace
-from typing import Callable, Iterator
+from typing import Any, Callable
 
-from .backends.llama_cpp import DEFAULT_CTX, default_threads
+from .backends.llama_cpp import DEFAULT_CTX
 from .events import Event, ItemJudged, SessionFinished, SessionStarted
 from .lab import Lab
-from .models import check_gguf, parse_model_spec
 from .plan import SessionSpec
 from .types import DecodingParams
 
+Progress = Callable[[str], None]
 
-def _plain(path: str, conversations: list[list[dict]], max_tokens: int, threads: int,
-           progress: Callable[[str], None]) -> tuple[int, float]:
+
+def plain_llama_cpp(path: str, conversations: list[list[dict]], max_tokens: int, threads: int,
+                    progress: Progress) -> dict[str, Any]:
+    """Plain llama-cpp-python, one chat completion after another."""
     from llama_cpp import Llama
 
     llm = Llama(model_path=path, n_ctx=DEFAULT_CTX, n_threads=threads, verbose=False)
-    llm.create_chat_completion(messages=conversations[0], max_tokens=8, temperature=0.0)
-    tokens, started = 0, time.perf_counter()
-    for i, messages in enumerate(conversations, 1):
-        out = llm.create_chat_completion(messages=messages, max_tokens=max_tokens,
-                                         temperature=0.0)
-        tokens += out["usage"]["completion_tokens"]
-        progress(f"  plain llama-cpp-python {i}/{len(conversations)}")
-    seconds = time.perf_counter() - started
-    llm.close()
-    return tokens, seconds
+    try:
+        llm.create_chat_completion(messages=conversations[0], max_tokens=8, temperature=0.0)
+        tokens, started = 0, time.perf_counter()
+        for i, messages in enumerate(conversations, 1):
+            out = llm.create_chat_completion(messages=messages, max_tokens=max_tokens,
+                                             temperature=0.0)
+            tokens += out["usage"]["completion_tokens"]
+            progress(f"  plain llama-cpp-python {i}/{len(conversations)}")
+        seconds = time.perf_counter() - started
+    finally:
+        llm.close()
+    return {"tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds}
 
 
-def bench(models: list[str], items: int, max_tokens: int, threads: int | None,
-          progress: Callable[[str], None],
-          backend_options: dict | None = None) -> Iterator[str]:
-    """Lines of figures: for each model, saferlab's runner on the same prompts, and for GGUF
-    models plain llama-cpp-python first."""
-    threads = threads or default_threads()
-    spec = SessionSpec(model=models[0], suites=("harmful",), limit=items,
-                       params=DecodingParams(max_tokens=max_tokens))
-    plans = Lab().plan(spec)
-    conversations = [[m.to_dict() for m in p.messages] for p in plans[0].items]
-    for model in models:
-        ref = parse_model_spec(model)
-        if ref.path is not None:
-            check_gguf(ref.path)
-            tokens, seconds = _plain(str(ref.path), conversations, max_tokens, threads, progress)
-            yield (f"{model} plain llama-cpp-python: {tokens} tokens in {seconds:.2f} s = "
-                   f"{tokens / seconds:.1f} tokens/s ({len(conversations)} prompts, "
-                   f"{threads} threads)")
-        yield _runner_line(model, spec, threads, progress, backend_options or {})
+class SessionClock:
+    """An emit that times a session from its start to its end and counts judged items."""
 
+    def __init__(self, progress: Progress | None = None, label: str = "") -> None:
+        self.progress, self.label = progress, label
+        self.started = self.ended = 0.0
+        self.items = 0
+        self.decode_ms = 0.0  # the items' own decoding times (overlapping when batched)
 
-def _runner_line(model: str, spec: SessionSpec, threads: int, progress: Callable[[str], None],
-                 backend_options: dict) -> str:
-    marks: dict[str, float] = {}
-    plans = Lab().plan(replace(spec, model=model))
-    total = len(plans[0].items)
-    done = [0]
-
-    def emit(event: Event) -> None:
+    def __call__(self, event: Event) -> None:
         if isinstance(event, SessionStarted):
-            marks["start"] = time.perf_counter()
+            self.started = time.perf_counter()
         elif isinstance(event, SessionFinished):
-            marks["end"] = time.perf_counter()
+            self.ended = time.perf_counter()
         elif isinstance(event, ItemJudged):
-            done[0] += 1
-            progress(f"  {model} through saferlab {done[0]}/{total}")
+            self.items += 1
+            if not event.cached:
+                self.decode_ms += event.result.duration_ms
+            if self.progress and self.items % 4 == 0:
+                self.progress(f"  {self.label} {self.items} items")
 
-    lab = Lab(emit=emit, backend_options={"n_threads": threads} | backend_options)
+    @property
+    def seconds(self) -> float:
+        return self.ended - self.started
+
+
+def lab_decode(spec: SessionSpec, options: dict[str, Any], progress: Progress, label: str,
+               recorder: Any = None, cache: bool = False) -> dict[str, Any]:
+    """The lab's runner on ``spec``'s items with backend ``options``, end to end."""
+    clock = SessionClock(progress, label)
+    lab = Lab(recorder=recorder, emit=clock, backend_options=options, cache=cache)
     started = time.perf_counter()
-    backend, _ = lab.load_model(model)
+    backend, config = lab.load_model(spec.model)
     loaded = time.perf_counter() - started
     try:
-        warm = replace(spec, model=model, limit=1, params=DecodingParams(max_tokens=8))
-        Lab().run(lab.plan(warm), backend=backend)
-        run = lab.run(plans, backend=backend).runs[0]
+        warm = replace(spec, limit=1, suites=("harmful",), params=DecodingParams(max_tokens=8))
+        Lab(cache=False).run(lab.plan(warm), backend=backend, model_config=config)
+        outcome = lab.run(lab.plan(spec), backend=backend, model_config=config)
     finally:
         backend.close()
-    seconds = marks["end"] - marks["start"]
-    failed = total - run.generated
-    return (f"{model} through saferlab: {run.completion_tokens} tokens in {seconds:.2f} s = "
-            f"{run.completion_tokens / seconds:.1f} tokens/s (load {loaded:.1f} s; generate, "
-            f"judge and emit included" + (f"; {failed} items failed" if failed else "") + ")")
+    runs = outcome.runs
+    tokens = sum(r.completion_tokens for r in runs)
+    return {"tokens": tokens, "seconds": clock.seconds,
+            "tokens_per_s": tokens / clock.seconds if clock.seconds else None,
+            "decode_s": clock.decode_ms / 1000, "items": sum(r.generated for r in runs),
+            "cached": sum(r.cached for r in runs), "failed": sum(r.errors for r in runs),
+            "load_s": loaded}
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a and b else None

@@ -46,6 +46,10 @@ class SessionOutcome:
     runs: list[RunOutcome] = field(default_factory=list)
 
 
+# Outputs whose model judges are asked together (engine/judging.py's verdicts_many).
+JUDGE_BATCH = 16
+
+
 class Runner:
     def __init__(self, backend: Backend, recorder: Recorder | None = None, emit: Emit = ignore,
                  cancel: threading.Event | None = None, attacker: Backend | None = None,
@@ -99,36 +103,62 @@ class Runner:
         self.emit(MetersUpdated(run_id, outcome.meters, count, total))
 
         recipe = plan.get_recipe()
-        first_error: str | None = None
+        errors: list[str] = []
         started = time.perf_counter()
+        already = count
+
+        def keep(planned: PlannedItem, item_outcome: ItemOutcome,
+                 verdicts: tuple[Verdict, ...]) -> None:
+            result = item_outcome.result
+            self.recorder.record_generation(run_id, planned.item, item_outcome.messages,
+                                            result, verdicts, item_outcome.turns,
+                                            item_outcome.cache)
+            tally.add_item(planned.item.kind, verdicts)
+            outcome.generated += 1
+            if result.error is not None:
+                outcome.errors += 1
+                errors.append(result.error)
+            cached = item_outcome.cache is not None and item_outcome.cache.cached
+            if cached:
+                outcome.cached += 1
+            else:
+                outcome.completion_tokens += result.completion_tokens
+            outcome.meters = tally.snapshot()
+            self.emit(ItemJudged(run_id, planned.item, result, verdicts, cached))
+            self.emit(MetersUpdated(run_id, outcome.meters, already + outcome.generated, total))
+
+        # Model judges of single-turn runs are asked for JUDGE_BATCH outputs at once, so that
+        # a batching judge model answers them together; the outputs wait that long to be kept.
+        together = panel.asks_model and recipe.protocol == "single"
+        waiting: list[tuple[PlannedItem, ItemOutcome]] = []
+
+        def judge_waiting() -> None:
+            verdicts = self._judge_many(panel, recipe, waiting)
+            for (planned, item_outcome), item_verdicts in zip(waiting, verdicts):
+                keep(planned, item_outcome, item_verdicts)
+            waiting.clear()
+
         try:
-            for planned, item_outcome in self._outcomes(plan, recipe, panel, pending):
-                result = item_outcome.result
-                self.emit(ItemGenerated(run_id, planned.item, result))
+            for planned, item_outcome in self._outcomes(plan, recipe, panel, pending,
+                                                        JUDGE_BATCH if together else None):
+                self.emit(ItemGenerated(run_id, planned.item, item_outcome.result))
                 if item_outcome.cancelled:
                     break  # the item in flight is not kept; resume redoes it
-                verdicts = item_outcome.verdicts
-                if verdicts is None:
-                    verdicts = self._judge(panel, recipe, planned.item, item_outcome)
-                self.recorder.record_generation(run_id, planned.item, item_outcome.messages,
-                                                result, verdicts, item_outcome.turns,
-                                                item_outcome.cache)
-                tally.add_item(planned.item.kind, verdicts)
-                count += 1
-                outcome.generated += 1
-                if result.error is not None:
-                    outcome.errors += 1
-                    first_error = first_error or result.error
-                cached = item_outcome.cache is not None and item_outcome.cache.cached
-                if cached:
-                    outcome.cached += 1
+                if item_outcome.verdicts is not None:
+                    keep(planned, item_outcome, item_outcome.verdicts)
+                elif together and item_outcome.result.error is None:
+                    waiting.append((planned, item_outcome))
+                    if len(waiting) >= JUDGE_BATCH:
+                        judge_waiting()
                 else:
-                    outcome.completion_tokens += result.completion_tokens
-                outcome.meters = tally.snapshot()
-                self.emit(ItemJudged(run_id, planned.item, result, verdicts, cached))
-                self.emit(MetersUpdated(run_id, outcome.meters, count, total))
+                    keep(planned, item_outcome,
+                         self._judge_many(panel, recipe, [(planned, item_outcome)])[0])
                 if self.cancel.is_set():
                     break
+            if waiting:
+                judge_waiting()
+            count = already + outcome.generated
+            first_error = errors[0] if errors else None
         except Exception as exc:
             outcome.status, outcome.error = "failed", f"{type(exc).__name__}: {exc}"
             self.recorder.finish_run(run_id, "failed", outcome.meters, outcome.error)
@@ -150,18 +180,26 @@ class Runner:
         return outcome
 
     @staticmethod
-    def _judge(panel: JudgePanel, recipe: Recipe, item: Item,
-               outcome: ItemOutcome) -> tuple[Verdict, ...]:
-        if outcome.result.error is not None:
-            return ()
-        text = recipe.attack.decode(outcome.result.text)
-        first = None
-        if recipe.protocol == "self-reflect" and len(outcome.turns) == 2:
-            first = recipe.attack.decode(outcome.turns[0].result.text)
-        return panel.verdicts(item, text, split_output(text, first))
+    def _judge_many(panel: JudgePanel, recipe: Recipe,
+                    outputs: Sequence[tuple[PlannedItem, ItemOutcome]]
+                    ) -> list[tuple[Verdict, ...]]:
+        """The verdicts of each output (none for a failed generation)."""
+        asked = []
+        for planned, outcome in outputs:
+            if outcome.result.error is not None:
+                continue
+            text = recipe.attack.decode(outcome.result.text)
+            first = None
+            if recipe.protocol == "self-reflect" and len(outcome.turns) == 2:
+                first = recipe.attack.decode(outcome.turns[0].result.text)
+            asked.append((planned.item, text, split_output(text, first)))
+        answers = iter(panel.verdicts_many(asked) if asked else [])
+        return [() if outcome.result.error is not None else next(answers)
+                for _, outcome in outputs]
 
     def _outcomes(self, plan: RunPlan, recipe: Recipe, panel: JudgePanel,
-                  pending: list[PlannedItem]) -> Iterator[tuple[PlannedItem, ItemOutcome]]:
+                  pending: list[PlannedItem], chunk: int | None = None
+                  ) -> Iterator[tuple[PlannedItem, ItemOutcome]]:
         """Each pending item's final output, as it completes. Single-turn runs hand the whole
         list to the backend; conversations go item by item through their protocol."""
         run_id = plan.run_id
@@ -174,7 +212,7 @@ class Runner:
 
         params, adapter = plan.spec.params, plan.spec.adapter_stack
         if recipe.protocol == "single":
-            yield from self._single(plan, pending, on_token)
+            yield from self._single(plan, pending, on_token, chunk)
             return
 
         def talk(actor: str, messages: tuple[Message, ...], p: DecodingParams) -> GenerationResult:
@@ -192,10 +230,12 @@ class Runner:
             yield planned, run_item(recipe, planned.item, planned.messages, talk,
                                     params.for_kind(planned.item.kind), panel.decide)
 
-    def _single(self, plan: RunPlan, pending: list[PlannedItem], on_token
-                ) -> Iterator[tuple[PlannedItem, ItemOutcome]]:
+    def _single(self, plan: RunPlan, pending: list[PlannedItem], on_token,
+                chunk: int | None = None) -> Iterator[tuple[PlannedItem, ItemOutcome]]:
         """Single-turn items: those answered before come from this session's memory or the
-        result cache; the rest go to the backend in one list, as they complete."""
+        result cache; the rest go to the backend in one list, as they complete. With
+        ``chunk``, in lists of that many, each decoded whole before its results are handed
+        on: the backend is then free for the judge model (the target itself, often)."""
         params, adapter = plan.spec.params, plan.spec.adapter_stack
         config = plan.config()
         scope = run_scope(config, adapter) if self.cache else None
@@ -225,9 +265,15 @@ class Runner:
         by_id = {p.item.id: p for p in todo}
         requests = [GenerationRequest(p.item.id, p.messages, params.for_kind(p.item.kind),
                                       adapter=adapter) for p in todo]
-        for result in self.backend.generate(requests, self.cancel, on_token):
-            planned = by_id[result.request_id]
-            if result.error is None and result.finish_reason != FINISH_CANCELLED:
-                memo[(planned.messages, params.for_kind(planned.item.kind), adapter)] = result
-            mark = CacheMark(keys[planned.item.id], judges) if scope else None
-            yield planned, ItemOutcome(result, planned.messages, cache=mark)
+        size = chunk or len(requests) or 1
+        for start in range(0, len(requests), size):
+            results = self.backend.generate(requests[start:start + size], self.cancel, on_token)
+            for result in (list(results) if chunk else results):
+                planned = by_id[result.request_id]
+                if result.error is None and result.finish_reason != FINISH_CANCELLED:
+                    memo[(planned.messages, params.for_kind(planned.item.kind),
+                          adapter)] = result
+                mark = CacheMark(keys[planned.item.id], judges) if scope else None
+                yield planned, ItemOutcome(result, planned.messages, cache=mark)
+                if result.finish_reason == FINISH_CANCELLED:
+                    return

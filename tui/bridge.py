@@ -1,7 +1,8 @@
 """Engine events to interface messages, inside the batch worker's thread.
 
-The engine emits an event per token; the bridge gathers tokens and posts them every ~50 ms,
-and turns the rest into the messages of tui/messages.py. It never touches a widget."""
+The engine emits an event per token; the bridge gathers tokens and posts them with the
+progress line every FLUSH_S (items that end together share one progress line), and turns the
+rest into the messages of tui/messages.py. It never touches a widget."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from saferlab.engine.plan import RunPlan
 
 from . import messages as msg
 
-FLUSH_S = 0.1  # ~10 repaints a second: live, and the decoder keeps the CPU
+FLUSH_S = 0.1  # ten repaints a second: live, and the decoder keeps the CPU
 
 
 class Bridge:
@@ -28,7 +29,7 @@ class Bridge:
         self._prompts: dict[str, str] = {}
         self._key: str | None = None
         self._buffers: dict[str, list[str]] = {}
-        self._flushed = 0.0
+        self._flushed = self._progressed = 0.0
         self._started = 0.0
         self._tokens = 0
         self._done = 0
@@ -45,8 +46,8 @@ class Bridge:
                 self.post(msg.ItemBegan(event.run_id, event.item_key,
                                         self._prompts.get(event.item_key, "")))
             if self.clock() - self._flushed >= FLUSH_S:
-                self._flush(event.run_id)
-                self._progress()
+                if not self._flush(event.run_id, with_progress=True):
+                    self._progress()
         elif isinstance(event, ev.ItemJudged):
             if event.item.key == self._key:
                 self._key = None
@@ -59,7 +60,9 @@ class Bridge:
                 [{"judge": v.judge, "meter": v.meter, "label": v.label, "part": v.part,
                   "passed": v.passed, "error": v.error} for v in event.verdicts], r.error,
                 event.cached))
-            self._progress()
+            # Items that end together share one progress line; the last one always has its own.
+            if self.clock() - self._progressed >= FLUSH_S or self._done >= self._total:
+                self._progress()
         elif isinstance(event, ev.MetersUpdated):
             self.post(msg.MetersChanged(event.run_id,
                                         {k: m.to_dict() for k, m in event.meters.items()},
@@ -79,19 +82,30 @@ class Bridge:
                                    event.done))
         elif isinstance(event, ev.RunFinished):
             self._flush(event.run_id)
+            self._progress()
             self.post(msg.RunEnded(event.run_id, event.status, event.error))
         elif isinstance(event, ev.RunFailed):
             self.post(msg.RunEnded(event.run_id, "failed", event.error))
 
-    def _flush(self, run_id: int) -> None:
-        if self._key is not None and self._buffers.get(self._key):
-            self.post(msg.TokensStreamed(run_id, self._key, "".join(self._buffers[self._key])))
-            self._buffers[self._key] = []
+    def _flush(self, run_id: int, with_progress: bool = False) -> bool:
+        """Post the shown item's gathered tokens (with the progress line, if asked); False
+        when there were none."""
         self._flushed = self.clock()
+        if self._key is None or not self._buffers.get(self._key):
+            return False
+        progress = self._progress_message() if with_progress else None
+        self.post(msg.TokensStreamed(run_id, self._key, "".join(self._buffers[self._key]),
+                                     progress))
+        self._buffers[self._key] = []
+        return True
 
-    def _progress(self) -> None:
+    def _progress_message(self) -> msg.ProgressChanged:
         elapsed = self.clock() - self._started
         tps = self._tokens / elapsed if elapsed > 0 and self._tokens else None
         eta = (elapsed / self._done * (self._total - self._done)
                if self._done and self._total >= self._done else None)
-        self.post(msg.ProgressChanged(self._done, self._total, tps, eta))
+        self._progressed = self.clock()
+        return msg.ProgressChanged(self._done, self._total, tps, eta)
+
+    def _progress(self) -> None:
+        self.post(self._progress_message())

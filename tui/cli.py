@@ -294,27 +294,45 @@ def adapters_add(paths: List[Path] = typer.Argument(..., help="PEFT LoRA folders
 @app.command()
 @handles_errors
 def bench(
-    model: List[str] = typer.Option(["embedded"], "--model", "-m", help="Model; repeat to compare backends."),
+    model: List[str] = typer.Option(["embedded"], "--model", "-m", help="Model; repeat to compare backends. GGUF models get every figure; others the runner's speed."),
     items: int = typer.Option(20, "--items", min=1, help="Harmful requests to decode."),
     max_tokens: int = typer.Option(64, "--max-tokens", min=1),
     threads: Optional[int] = typer.Option(None, "--threads", min=1),
+    cache_items: int = typer.Option(100, "--cache-items", min=2, help="Items of the batch that is run twice (the second time from the result cache) and whose peak RSS is measured."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="hf: requests decoded together."),
     concurrency: int = typer.Option(4, "--concurrency", min=1, help="openai: requests in flight."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document: every figure, ratio and target."),
     export: Optional[int] = typer.Option(None, "--export", min=1, help="Instead: time and peak memory of exporting this many generations (fake backend) to each format."),
 ) -> None:
-    """Decode speed through saferlab's runner on the same prompts for each model, beside plain
-    llama-cpp-python for GGUF models; or, with --export N, export speed and memory."""
+    """Every speed figure in one run: the lab beside plain llama-cpp-python (one at a time and
+    batched), shared-prefix reuse, a cached rerun, the interface against the CLI, start-up,
+    peak RSS and the database's recording rate; or, with --export N, export speed and memory."""
     if export is not None:
         from .bench_export import bench_export
 
         for line in bench_export(export, _stderr_line):
             typer.echo(line)
         return
-    from saferlab.engine.bench import bench as run_bench
+    from saferlab.engine.models import parse_model_spec
 
-    options = {"batch_size": batch_size, "concurrency": concurrency}
-    for line in run_bench(model, items, max_tokens, threads, _stderr_line, options):
-        typer.echo(line)
+    from .bench import lines, measure, runner_only
+
+    documents = []
+    for spec in model:
+        if parse_model_spec(spec).path is not None:
+            figures = measure(spec, items, max_tokens, threads, cache_items, _stderr_line)
+            shown = lines(figures)
+        else:
+            figures = runner_only(spec, items, max_tokens, threads,
+                                  {"batch_size": batch_size, "concurrency": concurrency},
+                                  _stderr_line)
+            shown = iter([figures["line"]])
+        documents.append(figures)
+        if not as_json:
+            for line in shown:
+                say(line)
+    if as_json:
+        output(documents, True, None)
 
 
 def _stderr_line(text: str) -> None:

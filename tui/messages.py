@@ -27,11 +27,14 @@ class ItemBegan(Message):
 
 
 class TokensStreamed(Message):
-    """Tokens of the current item, gathered over ~50 ms."""
+    """Tokens of the current item, gathered over FLUSH_S (bridge.py), with the progress
+    line of that moment: both change in one repaint."""
 
-    def __init__(self, run_id: int, key: str, text: str) -> None:
+    def __init__(self, run_id: int, key: str, text: str,
+                 progress: "ProgressChanged | None" = None) -> None:
         super().__init__()
         self.run_id, self.key, self.text = run_id, key, text
+        self.progress = progress
 
 
 class ItemJudged(Message):

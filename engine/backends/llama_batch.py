@@ -29,7 +29,7 @@ from ..types import (FINISH_CANCELLED, FINISH_ERROR, FINISH_LENGTH, FINISH_STOP,
                      GenerationRequest, GenerationResult)
 
 N_BATCH = 512  # tokens per llama_decode call at most (prompt tokens of admitted sequences)
-CHUNK = 64  # the shared prefix is cut to a whole number of these blocks
+CHUNK = 16  # the shared prefix is cut to a whole number of these blocks
 
 
 @dataclass
@@ -52,8 +52,9 @@ class BatchDecoder:
     """A context of ``slots`` sequences over a loaded model, fed requests by ``decode``."""
 
     def __init__(self, llm: "llama_cpp.Llama", slots: int, n_ctx: int, n_threads: int,
-                 is_eog: Callable[[int], bool]) -> None:
+                 is_eog: Callable[[int], bool], share_prefix: bool = True) -> None:
         self.llm, self.slots, self.is_eog = llm, slots, is_eog
+        self.share_prefix = share_prefix
         params = llama_cpp.llama_context_default_params()
         params.n_ctx = n_ctx
         params.n_batch = params.n_ubatch = N_BATCH
@@ -80,7 +81,8 @@ class BatchDecoder:
         """Decode ``(request, prompt tokens)`` pairs that share one adapter stack; yields
         each result as its sequence ends. ``max_ctx``: the context one sequence may use."""
         llama_cpp.llama_memory_clear(self.memory, True)
-        prefix = self._shared_prefix([tokens for _, tokens in prepared])
+        prefix = self._shared_prefix([tokens for _, tokens in prepared]) \
+            if self.share_prefix else []
         self.last_prefix = len(prefix)
         if prefix:
             self._evaluate_prefix(prefix)

@@ -27,7 +27,7 @@ from .base import (CHATML, DEFAULT_BATCH, AdapterArg, OnToken, named_adapters, o
 from .llama_batch import BatchDecoder
 
 DEFAULT_CTX = 4096
-CHUNK = 64  # prompt evaluation block; see _reuse_prefix
+CHUNK = 16  # prompt evaluation block; see _reuse_prefix (16: a system prompt is reused)
 
 
 def default_threads() -> int:
@@ -41,10 +41,11 @@ def default_threads() -> int:
 class LlamaCppBackend:
     def __init__(self, ref: ModelRef, n_ctx: int = DEFAULT_CTX, n_threads: int | None = None,
                  n_gpu_layers: int | None = None, adapters: Sequence[AdapterArg] = (),
-                 batch_size: int = DEFAULT_BATCH, **_: Any) -> None:
+                 batch_size: int = DEFAULT_BATCH, share_prefix: bool = True, **_: Any) -> None:
         if int(batch_size) < 1:
             raise SaferlabError(f"batch size must be at least 1, not {batch_size}", EXIT_USAGE)
         self.batch_size = int(batch_size)
+        self.share_prefix = share_prefix  # off only to measure what sharing saves
         self.spec = ref.spec
         self.path = str(ref.path)
         if n_gpu_layers is None:
@@ -94,6 +95,7 @@ class LlamaCppBackend:
             "n_ctx": self.n_ctx,
             "n_threads": self.n_threads,
             "batch_size": self.batch_size,
+            "share_prefix": self.share_prefix,
             "chat_template": self.template_source,
             # A Llama Guard GGUF whose own template builds the moderation prompt from a chat.
             "guard_template": "UNSAFE CONTENT CATEGORIES" in (
@@ -166,7 +168,7 @@ class LlamaCppBackend:
     def _batch_decoder(self) -> BatchDecoder:
         if self._batcher is None:
             self._batcher = BatchDecoder(self.llm, self.batch_size, self.n_ctx, self.n_threads,
-                                         self._is_eog)
+                                         self._is_eog, self.share_prefix)
         return self._batcher
 
     def _use_batch_adapter(self, batcher: BatchDecoder, stack: AdapterStack | None) -> None:

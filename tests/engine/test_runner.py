@@ -145,3 +145,57 @@ def test_greedy_requests_repeated_in_a_session_are_decoded_once():
     Lab().run(plans(suites=("math",), limit=3, attacks=("none", "rot13"),
                     params=DecodingParams(max_tokens=50, temperature=0.7)), backend=b)
     assert len(b.calls) == 6  # sampling is not deterministic: nothing is reused
+
+
+def test_model_judges_are_asked_for_many_outputs_at_once():
+    """A judge model gets its questions in lists (one generate call for up to JUDGE_BATCH
+    outputs, then one for their reasoning and answer parts), and the verdicts are those of
+    judging each output alone."""
+    from saferlab.engine.runner import JUDGE_BATCH
+
+    class CountingJudge(FakeBackend):
+        def __init__(self):
+            super().__init__(script=lambda r: "unsafe" if "Sure" in r.messages[-1].content
+                             else "safe")
+            self.asked = []
+
+        def generate(self, requests, cancel=None, on_token=None):
+            self.asked.append(len(requests))
+            return super().generate(requests, cancel, on_token)
+
+    def target(request):
+        n = sum(map(ord, request.messages[-1].content))
+        return COMPLIANCE if n % 2 else "<think>Let me see.</think> " + REFUSAL
+
+    spec = dict(suites=("harmful",), limit=20, judges=("llm-judge",), judge_model="fake:judge")
+    together = CountingJudge()
+    lab = Lab()
+    runs = lab.plan(SessionSpec(model="fake", params=DecodingParams(max_tokens=50), **spec))
+    from saferlab.engine.runner import Runner
+
+    batched = Runner(FakeBackend(script=target), judge_model=together).run_session(runs)
+    assert len(together.asked) <= 2 * -(-20 // JUDGE_BATCH) and max(together.asked) > 1
+    # The same outputs judged one by one give the same verdicts.
+    from saferlab.engine.judging import JudgePanel
+    from saferlab.engine.split import split_output
+
+    alone = JudgePanel(("llm-judge",), CountingJudge())
+    texts = [target(type("R", (), {"messages": p.messages})) for p in runs[0].items]
+    expected = [alone.verdicts(p.item, t, split_output(t)) for p, t in zip(runs[0].items, texts)]
+    assert batched.runs[0].meters["safety"].n == 20
+    again = Runner(FakeBackend(script=target), judge_model=CountingJudge(),
+                   recorder=(rec := _Keeping())).run_session(
+        lab.plan(SessionSpec(model="fake", params=DecodingParams(max_tokens=50), **spec)))
+    assert again.runs[0].generated == 20
+    got = {item_id: verdicts for item_id, verdicts in rec.kept}
+    assert [got[p.item.id] for p in runs[0].items] == expected
+
+
+class _Keeping(NullRecorder):
+    def __init__(self):
+        super().__init__()
+        self.kept = []
+
+    def record_generation(self, run_id, item, messages, result, verdicts, turns=(), cache=None):
+        super().record_generation(run_id, item, messages, result, verdicts, turns, cache)
+        self.kept.append((item.id, tuple(verdicts)))

@@ -153,7 +153,12 @@ class CompareScreen(Screen):
 
     def on_progress_changed(self, message: msg.ProgressChanged) -> None:
         self.query_one("#compare-progress", Static).update(
-            progress_text(message.done, message.total, message.tokens_per_s, message.eta_s))
+            progress_text(message.done, message.total, message.tokens_per_s, message.eta_s),
+            layout=False)
+
+    def on_tokens_streamed(self, message: msg.TokensStreamed) -> None:
+        if message.progress is not None:  # the compare screen shows no tokens, only progress
+            self.on_progress_changed(message.progress)
 
     def on_batch_ended(self, message: msg.BatchEnded) -> None:
         self.remove_class("-running")

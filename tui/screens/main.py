@@ -187,7 +187,7 @@ class MainScreen(Screen):
     def on_run_began(self, message: msg.RunBegan) -> None:
         title = Text(f"r{message.run_id} ", style="bold")
         title.append_text(literal(message.title))
-        self.query_one("#run-title", Static).update(title)
+        self.query_one("#run-title", Static).update(title, layout=False)
         self.query_one(MeterPanel).clear()
 
     def on_item_began(self, message: msg.ItemBegan) -> None:
@@ -195,6 +195,8 @@ class MainScreen(Screen):
 
     def on_tokens_streamed(self, message: msg.TokensStreamed) -> None:
         self.query_one(Transcript).stream(message.key, message.text)
+        if message.progress is not None:
+            self.on_progress_changed(message.progress)
 
     def on_item_judged(self, message: msg.ItemJudged) -> None:
         self.query_one(Transcript).judged(message.run_id, message.key, message.prompt,
@@ -205,8 +207,10 @@ class MainScreen(Screen):
         self.query_one(MeterPanel).show(message.meters)
 
     def on_progress_changed(self, message: msg.ProgressChanged) -> None:
+        # One line that keeps its size: no layout pass for it.
         self.query_one("#progress", Static).update(
-            progress_text(message.done, message.total, message.tokens_per_s, message.eta_s))
+            progress_text(message.done, message.total, message.tokens_per_s, message.eta_s),
+            layout=False)
 
     def on_run_ended(self, message: msg.RunEnded) -> None:
         style = "green" if message.status == "finished" and not message.error else "yellow"

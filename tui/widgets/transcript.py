@@ -30,6 +30,15 @@ def verdict_text(verdicts: list[dict[str, Any]]) -> Text:
     return text
 
 
+def _rows(text: str, width: int) -> int | None:
+    """About how many rows ``text`` wraps to at ``width`` (None before the first layout)."""
+    if width <= 0:
+        return None
+    # Counted by characters; near the edge a word may wrap early, so that counts as the next
+    # row already (a layout pass too many, never a row cut off).
+    return sum(max(1, -(-(len(line) + 12) // width)) for line in text.split("\n"))
+
+
 class Transcript(Vertical):
     def compose(self):
         with VerticalScroll(id="current"):
@@ -41,7 +50,7 @@ class Transcript(Vertical):
         yield RichLog(id="item-log", max_lines=2000, wrap=False, markup=False)
 
     def begin(self, run_id: int, key: str, prompt: str) -> None:
-        self._key, self._output = key, ""
+        self._key, self._output, self._rows = key, "", None
         self.query_one("#item-title", Static).update(literal(f"r{run_id} · {key}", "bold"))
         shown = prompt if len(prompt) <= MAX_PROMPT else prompt[:MAX_PROMPT] + " …"
         self.query_one("#item-prompt", Static).update(literal(shown))
@@ -52,7 +61,11 @@ class Transcript(Vertical):
         if key != getattr(self, "_key", None):
             return  # the shown item changed in between; its own judged message will come
         self._output += text
-        self.query_one("#item-output", Static).update(literal(self._output))
+        output = self.query_one("#item-output", Static)
+        # A layout pass only when the output takes another line: most flushes only add words.
+        rows = _rows(self._output, output.content_size.width)
+        output.update(literal(self._output), layout=rows != getattr(self, "_rows", None))
+        self._rows = rows
 
     def judged(self, run_id: int, key: str, prompt: str, output: str,
                verdicts: list[dict[str, Any]], error: str | None, cached: bool = False) -> None:

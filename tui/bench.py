@@ -1,0 +1,323 @@
+"""`saferlab bench`: every speed figure in one run, as ratios beside plain llama-cpp-python.
+
+Decoding (engine/bench.py): plain llama-cpp-python one request at a time, the lab at batch
+sizes 1, 2, 4 and 8, few-shot-cot:k=8 with and without its shared prefix evaluated once.
+Here: a 100-item batch run twice in processes of their own (the second from the result
+cache; the first gives the peak RSS), the lab's interface decoding the same batch as the
+runner, start-up (`saferlab --help`, the interface's first frame) and the rate at which the
+database records generations from the instant fake backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import pty
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from .bench_export import CHILD as COMMAND_RSS  # a saferlab command that reports its peak RSS
+
+Progress = Callable[[str], None]
+CLI = [sys.executable, "-m", "saferlab.tui.cli"]
+
+# (figure, target, whether higher is better): the goals of the lab on 2 cores.
+TARGETS = {"sequential_end_to_end": (0.93, True), "sequential_generation": (0.97, True),
+           "batched_8": (1.5, True), "prefix_reuse": (2.0, True), "cached_rerun": (50.0, True),
+           "tui_vs_cli": (0.95, True), "help_s": (0.3, False), "first_frame_s": (1.5, False),
+           "peak_rss_mb": (600.0, False), "recording_per_s": (2000.0, True)}
+
+
+def _store(folder: str, name: str):
+    from saferlab.db import Store
+
+    return Store(Path(folder) / name)
+
+
+def decode(model: str, items: int, max_tokens: int, threads: int, folder: str,
+           progress: Progress, sizes: tuple[int, ...] = (1, 2, 4, 8)) -> dict[str, Any]:
+    from saferlab.engine.bench import lab_decode, plain_llama_cpp
+    from saferlab.engine.lab import Lab
+    from saferlab.engine.models import check_gguf, parse_model_spec
+    from saferlab.engine.plan import SessionSpec
+    from saferlab.engine.types import DecodingParams
+
+    ref = parse_model_spec(model)
+    check_gguf(ref.path)
+    spec = SessionSpec(model=model, suites=("harmful",), limit=items,
+                       params=DecodingParams(max_tokens=max_tokens))
+    conversations = [[m.to_dict() for m in p.messages] for p in Lab().plan(spec)[0].items]
+    base = {"n_threads": threads}
+    out: dict[str, Any] = {"plain": plain_llama_cpp(str(ref.path), conversations, max_tokens,
+                                                    threads, progress)}
+    out["lab"] = {str(n): lab_decode(spec, base | {"batch_size": n}, progress,
+                                     f"saferlab, batch {n}", _store(folder, f"b{n}.db"))
+                  for n in sizes}
+    few_shot = replace(spec, reasoning=("few-shot-cot:k=8",))
+    out["prefix"] = {
+        "shared": lab_decode(few_shot, base, progress, "few-shot-cot:k=8, prefix shared",
+                             _store(folder, "prefix.db")),
+        "not_shared": lab_decode(few_shot, base | {"share_prefix": False}, progress,
+                                 "few-shot-cot:k=8, prefix not shared",
+                                 _store(folder, "noprefix.db"))}
+    return out
+
+
+def _run_seconds(db: Path) -> float:
+    """Wall time of the newest run, from its stored start and end."""
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        start, end = conn.execute("SELECT started_utc, finished_utc FROM runs ORDER BY id DESC "
+                                  "LIMIT 1").fetchone()
+    return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+
+
+def cached_rerun(model: str, items: int, max_tokens: int, folder: str,
+                 progress: Progress) -> dict[str, Any]:
+    """`saferlab run` on ``items`` harmful and benign items, twice, each in a process of its
+    own: the first decodes (its peak RSS is the figure), the second reads the cache."""
+    db = Path(folder) / "cache.db"
+    args = ["run", "-m", model, "--suite", "harmful", "--suite", "benign", "--limit",
+            str(max(1, items // 2)), "--max-tokens", str(max_tokens), "--db", str(db), "--json"]
+    figures: dict[str, Any] = {}
+    for name in ("first", "rerun"):
+        progress(f"  {items}-item batch, {name} (a process of its own)")
+        started = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-c", COMMAND_RSS, *args], capture_output=True,
+                              text=True, env=os.environ | {"SAFERLAB_HOME": folder})
+        if proc.returncode:
+            lines = proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"]
+            raise RuntimeError(f"saferlab run failed: {lines[-1]}")
+        (run,) = json.loads(proc.stdout)
+        figures[name] = {"process_s": time.perf_counter() - started,
+                         "run_s": _run_seconds(db), "items": run["generated"],
+                         "cached": run["cached"], "tokens": run["completion_tokens"],
+                         "peak_rss_mb": int(proc.stderr.strip().splitlines()[-1]) / 1024}
+    return figures
+
+
+def tui_decode(model: str, items: int, max_tokens: int, folder: str,
+               progress: Progress) -> dict[str, Any]:
+    """The lab's interface (headless, 120x40) firing the batch the runner decoded, the model
+    loaded beforehand: the run's span as stored, and from the key press to the batch's end."""
+    from .app import LabApp
+    from .settings import Settings, save_settings
+
+    settings_file = Path(folder) / "tui.json"
+    save_settings(Settings(model=model, reasoning="direct", modifiers=[], adapters=[],
+                           attacks=["none"], suites=["harmful"], sample=items,
+                           max_tokens=max_tokens), settings_file)
+    db = Path(folder) / "tui.db"
+    app = LabApp(db, settings_file=settings_file, autoload=False)
+    figures: dict[str, Any] = {}
+
+    async def fire() -> None:
+        async with app.run_test(size=(120, 40)) as pilot:
+            app._load(model, [])
+            progress("  the lab's interface, firing the batch")
+            started = time.perf_counter()
+            await pilot.press("f")
+            await pilot.pause(0.05)
+            while app.batch_running:  # not pilot.pause: it would keep the interface busy
+                await asyncio.sleep(0.05)
+            figures["key_to_end_s"] = time.perf_counter() - started
+
+    asyncio.run(fire())
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        tokens, n = conn.execute("SELECT SUM(completion_tokens), COUNT(*) FROM generations"
+                                 ).fetchone()
+    # The run's own span, as the runner's figure is the session's: decoding in the lab.
+    figures |= {"tokens": tokens or 0, "items": n, "seconds": _run_seconds(db)}
+    figures["tokens_per_s"] = figures["tokens"] / figures["seconds"]
+    return figures
+
+
+def startup(folder: str) -> dict[str, Any]:
+    env = os.environ | {"SAFERLAB_HOME": folder}
+    times = []
+    for _ in range(4):  # the first warms the file cache
+        started = time.perf_counter()
+        subprocess.run(CLI + ["--help"], capture_output=True, env=env, check=True)
+        times.append(time.perf_counter() - started)
+    return {"help_s": min(times[1:]), "first_frame_s": _first_frame(env)}
+
+
+def _first_frame(env: dict[str, str]) -> float | None:
+    """The interface started on a pseudo-terminal; it exits at its first frame and says how
+    long after the process began that was."""
+    parent, child = pty.openpty()
+    proc = subprocess.Popen(CLI, stdin=child, stdout=child, stderr=child, close_fds=True,
+                            env=env | {"SAFERLAB_TUI_EXIT_ON_READY": "1",
+                                       "TERM": "xterm-256color"})
+    os.close(child)
+    output = b""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            chunk = os.read(parent, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        output += chunk
+    proc.wait(timeout=30)
+    os.close(parent)
+    found = re.search(rb"first frame (\d+) ms", output)
+    return int(found.group(1)) / 1000 if found else None
+
+
+def recording(n: int, folder: str) -> dict[str, Any]:
+    """Generations per second into SQLite with the instant fake backend."""
+    from saferlab.engine.backends.fake import FakeBackend
+    from saferlab.engine.bench import SessionClock
+    from saferlab.engine.lab import Lab
+    from saferlab.engine.plan import SessionSpec
+    from saferlab.engine.types import DecodingParams
+
+    clock = SessionClock()
+    lab = Lab(recorder=_store(folder, "recording.db"), emit=clock, cache=False)
+    spec = SessionSpec(model="fake:echo", suites=(f"math:n={n}",), limit=n,
+                       params=DecodingParams(max_tokens=32))
+    generated = lab.run(lab.plan(spec), backend=FakeBackend()).runs[0].generated
+    return {"generations": generated, "seconds": clock.seconds,
+            "per_s": generated / clock.seconds}
+
+
+def measure(model: str, items: int, max_tokens: int, threads: int | None, cache_items: int,
+            progress: Progress) -> dict[str, Any]:
+    """Every figure, and the ratios the targets are about."""
+    from saferlab.engine.backends.llama_cpp import default_threads
+
+    threads = threads or default_threads()
+    with tempfile.TemporaryDirectory(prefix="saferlab-bench-") as folder:
+        figures: dict[str, Any] = {"model": model, "items": items, "max_tokens": max_tokens,
+                                   "threads": threads, "cores": os.cpu_count()}
+        figures["decode"] = decode(model, items, max_tokens, threads, folder, progress)
+        figures["cache"] = cached_rerun(model, cache_items, max_tokens, folder, progress)
+        figures["tui"] = tui_decode(model, items, max_tokens, folder, progress)
+        progress("  start-up")
+        figures["startup"] = startup(folder)
+        progress("  recording with the fake backend")
+        figures["recording"] = recording(2000, folder)
+    figures.update(summarise(figures))
+    return figures
+
+
+def summarise(figures: dict[str, Any]) -> dict[str, Any]:
+    """The ratios and absolute figures the targets are about, and whether each is met."""
+    from saferlab.engine.bench import ratio
+
+    d, plain = figures["decode"], figures["decode"]["plain"]
+    one = d["lab"]["1"]
+    ratios = {
+        "sequential_end_to_end": ratio(one["tokens_per_s"], plain["tokens_per_s"]),
+        "sequential_generation": ratio(one["tokens"] / one["decode_s"] if one["decode_s"]
+                                       else None, plain["tokens_per_s"]),
+        **{f"batched_{n}": ratio(r["tokens_per_s"], plain["tokens_per_s"])
+           for n, r in d["lab"].items() if n != "1"},
+        "prefix_reuse": ratio(d["prefix"]["shared"]["tokens_per_s"],
+                              d["prefix"]["not_shared"]["tokens_per_s"]),
+        "cached_rerun": ratio(figures["cache"]["first"]["run_s"],
+                              figures["cache"]["rerun"]["run_s"]),
+        "tui_vs_cli": ratio(figures["tui"]["tokens_per_s"], d["lab"]["8"]["tokens_per_s"]),
+    }
+    absolute = {"help_s": figures["startup"]["help_s"],
+                "first_frame_s": figures["startup"]["first_frame_s"],
+                "peak_rss_mb": figures["cache"]["first"]["peak_rss_mb"],
+                "recording_per_s": figures["recording"]["per_s"]}
+    values = ratios | absolute
+    targets = {name: {"target": target, "higher_is_better": higher,
+                      "met": _met(values.get(name), target, higher)}
+               for name, (target, higher) in TARGETS.items()}
+    return {"ratios": ratios, "absolute": absolute, "targets": targets}
+
+
+def _met(value: float | None, target: float, higher: bool) -> bool | None:
+    if value is None:
+        return None
+    return value >= target if higher else value < target
+
+
+def lines(figures: dict[str, Any]) -> Iterator[str]:
+    d, plain = figures["decode"], figures["decode"]["plain"]
+    yield (f"{figures['model']}: {figures['items']} harmful requests, {figures['max_tokens']} "
+           f"tokens, greedy, {figures['threads']} threads on {figures['cores']} cores; "
+           "ratios against plain llama-cpp-python")
+
+    def row(label: str, detail: str, name: str | None = None, shown: str = "") -> str:
+        mark = ""
+        if name is not None:
+            target = figures["targets"][name]
+            sign = ">=" if target["higher_is_better"] else "<"
+            met = {True: "met", False: "NOT met", None: "n/a"}[target["met"]]
+            mark = f"   target {sign} {target['target']:g}: {met}"
+        return f"  {label:<40}{detail:<34}{shown:>8}{mark}"
+
+    def rate(r: dict[str, Any]) -> str:
+        return f"{r['tokens']} tok in {r['seconds']:.2f} s = {r['tokens_per_s']:.1f} tok/s"
+
+    ratios = figures["ratios"]
+    yield row("plain llama-cpp-python, one at a time", rate(plain), shown="1.00x")
+    one = d["lab"]["1"]
+    yield row("saferlab, batch 1, end to end", rate(one), "sequential_end_to_end",
+              f"{ratios['sequential_end_to_end']:.2f}x")
+    yield row("saferlab, batch 1, generation only",
+              f"{one['tokens']} tok in {one['decode_s']:.2f} s", "sequential_generation",
+              f"{ratios['sequential_generation']:.2f}x")
+    for n, r in d["lab"].items():
+        if n != "1":
+            yield row(f"saferlab, batch {n}, end to end", rate(r),
+                      "batched_8" if n == "8" else None, f"{ratios[f'batched_{n}']:.2f}x")
+    shared, not_shared = d["prefix"]["shared"], d["prefix"]["not_shared"]
+    yield row("few-shot-cot:k=8, prefix not shared", rate(not_shared), shown="1.00x")
+    yield row("few-shot-cot:k=8, prefix shared", rate(shared), "prefix_reuse",
+              f"{ratios['prefix_reuse']:.2f}x")
+    first, rerun = figures["cache"]["first"], figures["cache"]["rerun"]
+    yield row(f"{first['items']}-item batch, then again", f"run {first['run_s']:.2f} s, "
+              f"then {rerun['run_s']:.3f} s ({rerun['cached']} cached)", "cached_rerun",
+              f"{ratios['cached_rerun']:.0f}x")
+    tui = figures["tui"]
+    yield row("the lab's interface, batch 8, vs runner",
+              f"{tui['tokens']} tok in {tui['seconds']:.2f} s = {tui['tokens_per_s']:.1f} tok/s",
+              "tui_vs_cli", f"{ratios['tui_vs_cli']:.2f}x")
+    a = figures["absolute"]
+    yield row("saferlab --help", f"{a['help_s']:.2f} s", "help_s")
+    frame = a["first_frame_s"]
+    yield row("the interface's first frame",
+              f"{frame:.2f} s" if frame is not None else "not measured", "first_frame_s")
+    yield row(f"peak RSS, {first['items']}-item run", f"{a['peak_rss_mb']:.0f} MB",
+              "peak_rss_mb")
+    rec = figures["recording"]
+    yield row("recording, fake backend",
+              f"{rec['generations']} in {rec['seconds']:.2f} s = {rec['per_s']:.0f}/s",
+              "recording_per_s")
+
+
+def runner_only(model: str, items: int, max_tokens: int, threads: int | None,
+                options: dict[str, Any], progress: Progress) -> dict[str, Any]:
+    """A model that is not a GGUF file (hf:, openai:): the runner's speed alone."""
+    from saferlab.engine.bench import lab_decode
+    from saferlab.engine.plan import SessionSpec
+    from saferlab.engine.types import DecodingParams
+
+    spec = SessionSpec(model=model, suites=("harmful",), limit=items,
+                       params=DecodingParams(max_tokens=max_tokens))
+    with tempfile.TemporaryDirectory(prefix="saferlab-bench-") as folder:
+        r = lab_decode(spec, options | ({"n_threads": threads} if threads else {}), progress,
+                       model, _store(folder, "runner.db"))
+    failed = f"; {r['failed']} items failed" if r["failed"] else ""
+    return {"model": model, "runner": r,
+            "line": f"{model} through saferlab: {r['tokens']} tokens in {r['seconds']:.2f} s = "
+                    f"{r['tokens_per_s'] or 0:.1f} tokens/s (load {r['load_s']:.1f} s; "
+                    f"generate, judge and record included{failed})"}
