@@ -33,7 +33,8 @@ def finetune(
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Optimizer steps (default 100)."),
     epochs: Optional[float] = typer.Option(None, "--epochs", help="Passes over the data, instead of --steps."),
     lr: float = typer.Option(2e-4, "--lr", help="Peak learning rate (cosine schedule, short warm-up)."),
-    rank: int = typer.Option(8, "--rank", min=1, help="LoRA rank (every linear layer)."),
+    rank: int = typer.Option(8, "--rank", min=1, help="LoRA rank."),
+    targets: str = typer.Option("all-linear", "--targets", help="Layers that get a LoRA: all-linear, attention (q, k, v, o), mlp (gate, up, down) or module names joined by commas."),
     alpha: int = typer.Option(16, "--alpha", min=1, help="LoRA alpha (scale alpha/rank)."),
     batch_size: int = typer.Option(8, "--batch-size", min=1),
     max_len: int = typer.Option(512, "--max-len", min=32, help="Longest example in tokens; longer ones are left out."),
@@ -72,8 +73,8 @@ def finetune(
         default_name = data if safety == "none" else f"{data}-{safety.partition(':')[0]}"
         spec = TrainSpec(name=name or default_name, model=model, data=data_spec, on=on,
                          out=str(out) if out else None, steps=steps, epochs=epochs, lr=lr,
-                         rank=rank, alpha=alpha, batch_size=batch_size, max_len=max_len,
-                         seed=seed, device=device, dtype=dtype, threads=threads,
+                         rank=rank, alpha=alpha, targets=targets, batch_size=batch_size,
+                         max_len=max_len, seed=seed, device=device, dtype=dtype, threads=threads,
                          datasets=str(datasets) if datasets else None)
     outcome = run_training(store, spec, resume_state)
     summary = training_summary(outcome, spec)

@@ -31,6 +31,9 @@ class TrainSpec:
     lr: float = 2e-4
     rank: int = 8
     alpha: int = 16
+    # The linear layers that get a LoRA: "all-linear", "attention" (q, k, v and o
+    # projections), "mlp" (gate, up, down), or module names joined by commas.
+    targets: str = "all-linear"
     batch_size: int = 8
     max_len: int = 512
     seed: int = 0
@@ -62,6 +65,7 @@ class TrainSpec:
             raise SaferlabError("--epochs must be above 0", EXIT_USAGE)
         if not 0 < self.lr < 1:
             raise SaferlabError(f"--lr must be between 0 and 1, not {self.lr}", EXIT_USAGE)
+        lora_targets(self.targets)
         self.data.check()
 
     @property
@@ -108,6 +112,8 @@ def command_line(spec: TrainSpec) -> str:
         parts.append(f"--harmful {d.harmful_source}")
     parts += [f"--n {d.n}"]
     parts.append(f"--epochs {spec.epochs:g}" if spec.epochs else f"--steps {spec.steps}")
+    if spec.targets != "all-linear":
+        parts.append(f"--targets {spec.targets}")
     parts += [f"--lr {spec.lr:g}", f"--rank {spec.rank}", f"--alpha {spec.alpha}",
               f"--batch-size {spec.batch_size}", f"--max-len {spec.max_len}",
               f"--seed {spec.seed}"]
@@ -116,3 +122,22 @@ def command_line(spec: TrainSpec) -> str:
     if spec.datasets:
         parts.append(f"--datasets {spec.datasets}")
     return " ".join(parts)
+
+
+TARGET_GROUPS = {"attention": ["q_proj", "k_proj", "v_proj", "o_proj"],
+                 "mlp": ["gate_proj", "up_proj", "down_proj"]}
+
+
+def lora_targets(text: str) -> str | list[str]:
+    """PEFT's target_modules for ``--targets``: "all-linear", a group, or module names."""
+    if text == "all-linear":
+        return text
+    if text in TARGET_GROUPS:
+        return list(TARGET_GROUPS[text])
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    known = [n for group in TARGET_GROUPS.values() for n in group]
+    unknown = [n for n in names if n not in known]
+    if not names or unknown:
+        raise SaferlabError(f"--targets is all-linear, attention, mlp or module names from "
+                            f"{', '.join(known)}, not {text!r}", EXIT_USAGE)
+    return names

@@ -40,7 +40,7 @@ from .build import build_training_set
 from .data import Example, TrainingSet, examples_sha256
 from .disjoint import evaluation_set
 from .save import base_description, save_adapter
-from .spec import TrainSpec
+from .spec import TrainSpec, lora_targets
 from .tensors import Examples, collate_with, encode_all
 
 
@@ -284,7 +284,7 @@ def train(spec: TrainSpec, recorder: TrainingRecorder | None = None, emit: Emit 
     backend.model = None
     from peft import LoraConfig, get_peft_model
 
-    lora = LoraConfig(r=spec.rank, lora_alpha=spec.alpha, target_modules="all-linear",
+    lora = LoraConfig(r=spec.rank, lora_alpha=spec.alpha, target_modules=lora_targets(spec.targets),
                       lora_dropout=0.0, bias="none", task_type="CAUSAL_LM")
     with warnings.catch_warnings():  # PEFT calls a name transformers 5 deprecates
         warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated")

@@ -121,10 +121,25 @@ def test_bad_training_options_fail_before_any_weights_load(tmp_path):
 
     for bad in (_spec(tmp_path, name="a+b"), _spec(tmp_path, model="openai:http://x/v1#m"),
                 _spec(tmp_path, steps=2, epochs=1.0), _spec(tmp_path, lr=3.0),
-                _spec(tmp_path, data=DataSpec(data="verbose"))):
+                _spec(tmp_path, data=DataSpec(data="verbose")),
+                _spec(tmp_path, targets="lm_head"), _spec(tmp_path, targets="")):
         with pytest.raises(SaferlabError) as err:
             train(bad)
         assert err.value.exit_code == 2
     (tmp_path / "tiny").mkdir()
     with pytest.raises(SaferlabError, match="exists already"):
         train(_spec(tmp_path))
+
+
+def test_lora_targets_name_groups_or_modules_and_reach_the_command_line(tmp_path):
+    from saferlab.engine.finetune.spec import command_line, lora_targets
+
+    assert lora_targets("all-linear") == "all-linear"
+    assert lora_targets("attention") == ["q_proj", "k_proj", "v_proj", "o_proj"]
+    assert lora_targets("q_proj, v_proj") == ["q_proj", "v_proj"]
+    assert "--targets attention" in command_line(_spec(tmp_path, targets="attention"))
+    assert "--targets" not in command_line(_spec(tmp_path))
+    # A recipe stored before the option existed reads as every linear layer.
+    stored = _spec(tmp_path).to_dict()
+    del stored["targets"]
+    assert TrainSpec.from_dict(stored).targets == "all-linear"
