@@ -30,5 +30,6 @@ def catalog() -> dict[str, list[dict[str, Any]]]:
                          usage=f"{name}:DATASET[:split]" if name == "hf" else f"{name}:PATH")
                     for name, info in LOADERS.items()],
         "judges": [{"name": j.name, "description": j.description, "citation": "",
-                    "source": "built-in", "meter": j.meter} for j in JUDGES.values()],
+                    "source": "built-in", "meter": j.meter, "needs_model": j.needs_model}
+                   for j in JUDGES.values()],
     }

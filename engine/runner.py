@@ -18,7 +18,7 @@ from .prompting import Recipe
 from .protocols import ATTACKER, ItemOutcome, run_item
 from .recorder import NullRecorder, Recorder
 from .split import split_output
-from .types import (FINISH_CANCELLED, DecodingParams, GenerationRequest, GenerationResult, Item,
+from .types import (FINISH_CANCELLED, DecodingParams, GenerationRequest, GenerationResult,
                     Message, Meter, Verdict)
 
 

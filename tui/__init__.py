@@ -1,1 +1,1 @@
-"""Front ends: the typer CLI (cli.py, the composition root) and, later, the Textual app."""
+"""Front ends: the typer CLI (cli.py, the composition root) and the Textual lab (app.py)."""

@@ -4,9 +4,8 @@ terminal, and it is the only place that turns a SaferlabError into stderr and an
 from __future__ import annotations
 
 import sys
-import threading
 from pathlib import Path
-from typing import Any, Callable, List, Optional
+from typing import List, Optional
 
 import typer
 
@@ -14,7 +13,8 @@ from saferlab.engine.errors import EXIT_CANCELLED, EXIT_ITEMS_FAILED, EXIT_USAGE
 
 from . import render
 from .common import DbOption, handles_errors, open_store, output
-from .literal import LiteralConsole, say
+from .literal import say
+from .progress import execute
 
 app = typer.Typer(
     name="saferlab", add_completion=False,
@@ -160,55 +160,6 @@ def kind_budgets(texts: List[str]) -> tuple[tuple[str, int], ...]:
                                 f"{', '.join(KINDS)}, not {text!r}", EXIT_USAGE)
         budgets[kind.strip()] = int(number)
     return tuple(sorted(budgets.items()))
-
-
-def execute(store, plans: list, session_id: Optional[int],
-            backend_options: Optional[dict] = None, cache: bool = True):
-    """Run plans with a progress bar on stderr; Ctrl-C cancels cleanly. ``store`` None keeps
-    nothing; ``cache`` False decodes every item even when an identical request was answered
-    before."""
-    from saferlab.engine import Lab, NullRecorder
-
-    from .progress import ProgressView
-
-    err = LiteralConsole(stderr=True)
-    cancel = threading.Event()
-    with ProgressView(err, enabled=err.is_terminal) as view:
-        lab = Lab(recorder=store if store is not None else NullRecorder(), emit=view,
-                  hash_cache=store, backend_options=backend_options or {}, cache=cache)
-        return _run_in_thread(lambda: lab.run(plans, cancel=cancel, session_id=session_id),
-                              cancel, err)
-
-
-def _run_in_thread(work: Callable[[], Any], cancel: threading.Event, err: LiteralConsole,
-                   stopping: str = "cancelling after the current token (Ctrl-C again to quit "
-                                   "now)") -> Any:
-    """Run the session in a worker so Ctrl-C lands here and becomes a clean cancel."""
-    box: dict[str, Any] = {}
-    finished = threading.Event()
-
-    def target() -> None:
-        try:
-            box["value"] = work()
-        except BaseException as exc:  # handed to the main thread below
-            box["error"] = exc
-        finally:
-            finished.set()
-
-    threading.Thread(target=target, name="saferlab-run", daemon=True).start()
-    # Wait on an Event, not Thread.join: a KeyboardInterrupt that lands inside join() can
-    # leave the thread looking finished while it still runs.
-    while not finished.is_set():
-        try:
-            finished.wait(0.2)
-        except KeyboardInterrupt:
-            if cancel.is_set():
-                raise
-            cancel.set()
-            err.print(stopping)
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
 
 
 def _print_runs(store, runs: list, session_id: int, as_json: bool) -> None:

@@ -153,7 +153,7 @@ def experiment_prompting(
     trade-off report."""
     from saferlab.engine.experiments import prompting_plans
 
-    from .cli import execute
+    from .progress import execute
 
     plans, missing = prompting_plans(model, limit, seed, max_tokens)
     for line in missing:

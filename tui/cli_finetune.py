@@ -115,7 +115,7 @@ def run_training(store, spec, resume=None):
     checkpoint."""
     from saferlab.db.trainings import TrainingLog
 
-    from .cli import _run_in_thread
+    from .progress import run_in_thread
     from .progress import TrainingView
 
     err = LiteralConsole(stderr=True)
@@ -128,9 +128,9 @@ def run_training(store, spec, resume=None):
         return train(spec, log, view, cancel, resume, hash_cache=store)
 
     with TrainingView(err, enabled=err.is_terminal) as view:
-        return _run_in_thread(work, cancel, err,
-                              "stopping after the current step, with a checkpoint (Ctrl-C "
-                              "again to quit now)")
+        return run_in_thread(work, cancel, err,
+                             "stopping after the current step, with a checkpoint (Ctrl-C "
+                             "again to quit now)")
 
 
 def training_summary(outcome, spec) -> dict[str, Any]:
@@ -252,7 +252,7 @@ def experiment_finetune(
     session; print the trade-off and each regime against aligned."""
     from saferlab.engine.finetune.experiment import FinetuneExperiment, trained_already
 
-    from .cli import execute
+    from .progress import execute
 
     try:
         size_list = tuple(int(s) for s in sizes.split(",")) if sizes else ()

@@ -1,93 +1,107 @@
 """What the batch worker tells the interface. Named for what happened; "latest value"
-messages replace their queued predecessor, so a fast model never floods the screen."""
+messages replace their queued predecessor, so a fast model never floods the screen.
+
+Dataclasses: Textual calls ``__post_init__`` from Message.__init__, and a dataclass's own
+``__init__`` calls it too, so each message is initialised once either way."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from textual.message import Message
 
 
+@dataclass
 class SessionBegan(Message):
-    def __init__(self, session_id: int, runs: int, items: int) -> None:
-        super().__init__()
-        self.session_id, self.runs, self.items = session_id, runs, items
+    session_id: int
+    runs: int
+    items: int
 
 
+@dataclass
 class RunBegan(Message):
-    def __init__(self, run_id: int, title: str, total: int, done: int) -> None:
-        super().__init__()
-        self.run_id, self.title, self.total, self.done = run_id, title, total, done
+    run_id: int
+    title: str
+    total: int
+    done: int
 
 
+@dataclass
 class ItemBegan(Message):
-    def __init__(self, run_id: int, key: str, prompt: str) -> None:
-        super().__init__()
-        self.run_id, self.key, self.prompt = run_id, key, prompt
+    run_id: int
+    key: str
+    prompt: str
 
 
-class TokensStreamed(Message):
-    """Tokens of the current item, gathered over FLUSH_S (bridge.py), with the progress
-    line of that moment: both change in one repaint."""
-
-    def __init__(self, run_id: int, key: str, text: str,
-                 progress: "ProgressChanged | None" = None) -> None:
-        super().__init__()
-        self.run_id, self.key, self.text = run_id, key, text
-        self.progress = progress
-
-
-class ItemJudged(Message):
-    def __init__(self, run_id: int, key: str, kind: str, prompt: str, output: str,
-                 verdicts: list[dict[str, Any]], error: str | None, cached: bool = False) -> None:
-        super().__init__()
-        self.run_id, self.key, self.kind, self.prompt = run_id, key, kind, prompt
-        self.output, self.verdicts, self.error = output, verdicts, error
-        self.cached = cached  # answered from the result cache, not decoded
-
-
-class MetersChanged(Message):
-    def __init__(self, run_id: int, meters: dict[str, dict[str, Any]], done: int,
-                 total: int) -> None:
-        super().__init__()
-        self.run_id, self.meters, self.done, self.total = run_id, meters, done, total
-
-    def can_replace(self, message: Message) -> bool:
-        return isinstance(message, MetersChanged) and message.run_id == self.run_id
-
-
+@dataclass
 class ProgressChanged(Message):
     """Items done over the whole batch, tokens/s and the estimated time left."""
 
-    def __init__(self, done: int, total: int, tokens_per_s: float | None,
-                 eta_s: float | None) -> None:
-        super().__init__()
-        self.done, self.total = done, total
-        self.tokens_per_s, self.eta_s = tokens_per_s, eta_s
+    done: int
+    total: int
+    tokens_per_s: float | None
+    eta_s: float | None
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, ProgressChanged)
 
 
+@dataclass
+class TokensStreamed(Message):
+    """Tokens of the current item, gathered over FLUSH_S (bridge.py), with the progress
+    line of that moment: both change in one repaint."""
+
+    run_id: int
+    key: str
+    text: str
+    progress: ProgressChanged | None = None
+
+
+@dataclass
+class ItemJudged(Message):
+    run_id: int
+    key: str
+    kind: str
+    prompt: str
+    output: str
+    verdicts: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+    cached: bool = False  # answered from the result cache, not decoded
+
+
+@dataclass
+class MetersChanged(Message):
+    run_id: int
+    meters: dict[str, dict[str, Any]]
+    done: int
+    total: int
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, MetersChanged) and message.run_id == self.run_id
+
+
+@dataclass
 class RunEnded(Message):
-    def __init__(self, run_id: int, status: str, error: str | None = None) -> None:
-        super().__init__()
-        self.run_id, self.status, self.error = run_id, status, error
+    run_id: int
+    status: str
+    error: str | None = None
 
 
+@dataclass
 class BatchEnded(Message):
-    def __init__(self, session_id: int | None, status: str, error: str | None = None) -> None:
-        super().__init__()
-        self.session_id, self.status, self.error = session_id, status, error
+    session_id: int | None
+    status: str
+    error: str | None = None
 
 
+@dataclass
 class ModelLoaded(Message):
-    def __init__(self, spec: str, summary: dict[str, Any]) -> None:
-        super().__init__()
-        self.spec, self.summary = spec, summary
+    spec: str
+    summary: dict[str, Any]
 
 
+@dataclass
 class ModelFailed(Message):
-    def __init__(self, spec: str, error: str) -> None:
-        super().__init__()
-        self.spec, self.error = spec, error
+    spec: str
+    error: str

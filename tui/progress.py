@@ -1,9 +1,11 @@
-"""The CLI's view of a running session: a progress bar fed by engine events."""
+"""The CLI's view of a running session: a progress bar fed by engine events, and the
+worker thread that runs it so that Ctrl-C becomes a clean cancel."""
 
 from __future__ import annotations
 
 import threading
 import time
+from typing import Any, Callable
 
 from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn,
@@ -122,3 +124,52 @@ class TrainingView:
             loss = "-" if event.loss is None else f"{event.loss:.3f}"
             self.console.print(f"step {event.step}/{event.total_steps}, loss {loss}{rate}{eta}",
                                highlight=False, markup=False)
+
+
+def execute(store: Any, plans: list, session_id: int | None,
+            backend_options: dict | None = None, cache: bool = True) -> Any:
+    """Run plans with a progress bar on stderr; Ctrl-C cancels cleanly. ``store`` None keeps
+    nothing; ``cache`` False decodes every item even when an identical request was answered
+    before."""
+    from saferlab.engine import Lab, NullRecorder
+
+    from .literal import LiteralConsole
+
+    err = LiteralConsole(stderr=True)
+    cancel = threading.Event()
+    with ProgressView(err, enabled=err.is_terminal) as view:
+        lab = Lab(recorder=store if store is not None else NullRecorder(), emit=view,
+                  hash_cache=store, backend_options=backend_options or {}, cache=cache)
+        return run_in_thread(lambda: lab.run(plans, cancel=cancel, session_id=session_id),
+                             cancel, err)
+
+
+def run_in_thread(work: Callable[[], Any], cancel: threading.Event, err: Any,
+                  stopping: str = "cancelling after the current token (Ctrl-C again to quit "
+                                  "now)") -> Any:
+    """Run the session in a worker so Ctrl-C lands here and becomes a clean cancel."""
+    box: dict[str, Any] = {}
+    finished = threading.Event()
+
+    def target() -> None:
+        try:
+            box["value"] = work()
+        except BaseException as exc:  # handed to the main thread below
+            box["error"] = exc
+        finally:
+            finished.set()
+
+    threading.Thread(target=target, name="saferlab-run", daemon=True).start()
+    # Wait on an Event, not Thread.join: a KeyboardInterrupt that lands inside join() can
+    # leave the thread looking finished while it still runs.
+    while not finished.is_set():
+        try:
+            finished.wait(0.2)
+        except KeyboardInterrupt:
+            if cancel.is_set():
+                raise
+            cancel.set()
+            err.print(stopping)
+    if "error" in box:
+        raise box["error"]
+    return box["value"]

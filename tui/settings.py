@@ -6,7 +6,8 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-DEFAULT_JUDGES = ["refusal-heuristic", "refusal-keywords", "answer-match", "pii-leak"]
+from saferlab.engine.judges import DEFAULT_JUDGES  # the engine owns the defaults
+
 DEFAULT_ADAPTERS = ("aligned", "aligned+cot")
 
 

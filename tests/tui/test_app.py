@@ -315,7 +315,7 @@ def test_the_interface_starts_without_heavy_libraries():
 def test_a_model_judge_can_be_another_model(tmp_path):
     from textual.widgets import Input, SelectionList
 
-    from saferlab.tui.screens.main import build_plans
+    from saferlab.tui.plans import build_plans
 
     app = make_app(tmp_path)
 
@@ -325,11 +325,11 @@ def test_a_model_judge_can_be_another_model(tmp_path):
             app.screen.query_one("#judges", SelectionList).select("llm-judge")
             app.screen.query_one("#judge-model", Input).value = "fake:refuse"
             await pilot.pause()
-            plans = build_plans(app, app.settings)
+            plans = build_plans(app.settings)
             assert {p.spec.judge_model for p in plans} == {"fake:refuse"}
             app.screen.query_one("#judge-model", Input).value = ""
             await pilot.pause()
-            assert {p.spec.judge_model for p in build_plans(app, app.settings)} == {"fake:mixed"}
+            assert {p.spec.judge_model for p in build_plans(app.settings)} == {"fake:mixed"}
 
     run(flow())
     assert load_settings(tmp_path / "tui.json").judge_model == ""

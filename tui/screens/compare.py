@@ -18,7 +18,7 @@ from saferlab.engine.errors import SaferlabError
 from .. import messages as msg
 from ..literal import literal
 from ..widgets.meters import MeterPanel, progress_text
-from .main import build_plans
+from ..plans import build_plans
 
 BASE = "(base model)"
 
@@ -113,12 +113,8 @@ class CompareScreen(Screen):
             for side in ("A", "B"):
                 c = self.query_one(f"#side-{side.lower()}", Side).choice()
                 adapter = None if c["adapter"] == BASE else c["adapter"]
-                saved, settings.adapters = settings.adapters, [adapter] if adapter else []
-                try:
-                    side_plans = build_plans(app, settings, c["reasoning"], c["modifiers"],
-                                             [c["attack"]])
-                finally:
-                    settings.adapters = saved
+                side_plans = build_plans(settings, [adapter] if adapter else [],
+                                         c["reasoning"], c["modifiers"], [c["attack"]])
                 plans.append(side_plans[-1] if adapter else side_plans[0])
         except SaferlabError as exc:
             app.tell(exc.message, error=True)

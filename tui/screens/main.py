@@ -14,7 +14,8 @@ from saferlab.engine.errors import SaferlabError
 
 from .. import messages as msg
 from ..literal import literal
-from ..widgets.config_panel import MODEL_JUDGES, ConfigPanel
+from ..plans import build_plans
+from ..widgets.config_panel import ConfigPanel
 from ..widgets.meters import MeterPanel, progress_text
 from ..widgets.transcript import Transcript
 
@@ -31,31 +32,6 @@ def model_line(spec: str, summary: dict | None, state: str) -> Text:
     text.append_text(literal(f"\n{state}",
                              {"loaded": "green", "loading": "yellow"}.get(state, "red")))
     return text
-
-
-def build_plans(app, settings, reasoning: str | None = None,
-                modifiers: list[str] | None = None, attacks: list[str] | None = None) -> list:
-    """The runs a configuration asks for (one per attack and adapter)."""
-    from saferlab.engine.plan import SessionSpec, plan_session
-    from saferlab.engine.types import DecodingParams
-
-    if not settings.suites:
-        raise SaferlabError("choose at least one suite")
-    attacks = attacks if attacks is not None else settings.attacks
-    if not attacks:
-        raise SaferlabError("choose at least one attack (none is an attack too)")
-    judges = tuple(settings.judges) or ("refusal-heuristic",)
-    uses_model_judge = any(j in MODEL_JUDGES for j in judges)
-    spec = SessionSpec(
-        model=settings.model, reasoning=(reasoning or settings.reasoning,),
-        attacks=tuple(attacks), suites=tuple(settings.suites),
-        modifiers=tuple(settings.modifiers if modifiers is None else modifiers),
-        adapters=tuple(settings.adapters) + ((settings.adapter_stack,)
-                                             if settings.adapter_stack else ()),
-        limit=settings.sample, seed=0, judges=judges,
-        judge_model=(settings.judge_model or settings.model) if uses_model_judge else None,
-        params=DecodingParams(max_tokens=settings.max_tokens, temperature=0.0, seed=0))
-    return plan_session(spec)
 
 
 class MainScreen(Screen):
@@ -160,7 +136,7 @@ class MainScreen(Screen):
         settings = self.query_one(ConfigPanel).read()
         app.save()
         try:
-            plans = build_plans(app, settings)
+            plans = build_plans(settings)
         except SaferlabError as exc:
             app.tell(exc.message, error=True)
             return

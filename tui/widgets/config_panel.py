@@ -20,7 +20,6 @@ PRESETS = {"few-shot-cot": ["few-shot-cot:k=1", "few-shot-cot:k=2", "few-shot-co
            "in-context": ["in-context:k=2", "in-context:k=4"],
            "pair": ["pair:rounds=2"], "crescendo": ["crescendo:turns=3"],
            "gcg-suffix": [], "jbb-artifact": []}
-MODEL_JUDGES = ("llm-judge", "strongreject", "llama-guard")
 
 
 def widget_id(prefix: str, index: int, name: str) -> str:
@@ -72,7 +71,7 @@ class ConfigPanel(VerticalScroll):
         yield SelectionList[str](*[(Content(x["name"]), x["name"], x["name"] in s.suites)
                                    for x in self.catalog["suites"]], id="suites")
         yield Label("Judges", classes="section")
-        yield SelectionList[str](*[(Content(j["name"] + (" (model)" if j["name"] in MODEL_JUDGES
+        yield SelectionList[str](*[(Content(j["name"] + (" (model)" if j.get("needs_model")
                                                          else "")), j["name"],
                                     j["name"] in s.judges) for j in self.catalog["judges"]],
                                  id="judges")
