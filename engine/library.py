@@ -85,7 +85,7 @@ def entries(name: str) -> dict[str, tuple[dict[str, Any], str]]:
     return out
 
 
-def file_sha256(name: str) -> str:
+def prompt_file_sha256(name: str) -> str:
     """Digest of a prompt data file (and the user's file of that name, if any), recorded with
     each run so a result can be reproduced."""
     digest = hashlib.sha256(read_bytes(name))

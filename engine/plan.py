@@ -9,7 +9,7 @@ from typing import Any
 from .errors import EXIT_USAGE, SaferlabError
 from .judges import DEFAULT_JUDGES, make_judge
 from .judging import needs_model
-from .library import file_sha256
+from .library import prompt_file_sha256
 from .prompting import Recipe
 from .suites import load_suite, sample, suite_files
 from .adapter_refs import resolve_stacks
@@ -110,7 +110,7 @@ def prompt_file_hashes(recipe: Recipe, suites: tuple[str, ...],
     files = recipe.files() + ["refusal_keywords.toml"] + suite_files(suites)
     if needs_model(judges):
         files.append("judges.toml")
-    return {f: file_sha256(f) for f in dict.fromkeys(files)}
+    return {f: prompt_file_sha256(f) for f in dict.fromkeys(files)}
 
 
 def _unique(values: tuple[str, ...], what: str) -> tuple[str, ...]:

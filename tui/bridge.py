@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 from textual.message import Message
 
 from saferlab.engine import events as ev
-from saferlab.engine.export import config_title as run_title
+from saferlab.engine.export import config_title
 from saferlab.engine.plan import RunPlan
 
 from . import messages as msg
@@ -78,7 +78,7 @@ class Bridge:
             self._prompts = {p.item.key: p.messages[-1].content for p in plan.items
                              if p.messages} if plan else {}
             self._done += event.done
-            self.post(msg.RunBegan(event.run_id, run_title(event.config), event.total,
+            self.post(msg.RunBegan(event.run_id, config_title(event.config), event.total,
                                    event.done))
         elif isinstance(event, ev.RunFinished):
             self._flush(event.run_id)

@@ -29,7 +29,7 @@ class ExportData:
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
-def visible(text: str) -> str:
+def escaped(text: str) -> str:
     """Control characters (terminal escape sequences among them) shown as \\xNN, and bidi
     controls as \\uNNNN, so that reading a report never lets model output drive a terminal
     or reorder the text around it."""

@@ -10,7 +10,7 @@ import json
 from typing import Any, TextIO
 
 from ..outcome import BAD, outcome
-from . import ExportData, comparison_cells, meter_text, p_text, run_title, visible
+from . import ExportData, comparison_cells, escaped, meter_text, p_text, run_title
 from .markdown import METER_NAMES
 from .plot import plane_svg
 from .records import primary_verdicts
@@ -31,7 +31,7 @@ CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
 
 def e(text: Any) -> str:
-    return html.escape(visible(str(text)), quote=True)
+    return html.escape(escaped(str(text)), quote=True)
 
 
 def write_html(out: TextIO, data: ExportData) -> None:

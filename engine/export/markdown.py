@@ -8,7 +8,7 @@ import json
 import re
 from typing import Any, TextIO
 
-from . import ExportData, comparison_cells, meter_text, p_text, run_title, visible
+from . import ExportData, comparison_cells, escaped, meter_text, p_text, run_title
 from .records import primary_labels
 
 SAMPLE_PER_RUN = 2
@@ -20,7 +20,7 @@ METER_NAMES = (("safety", "Safety"), ("reasoning", "Reasoning"), ("privacy", "Pr
 
 def _cell(text: str) -> str:
     """Text for a table cell or heading: no raw HTML, no column breaks, one line."""
-    text = html.escape(visible(text), quote=False)
+    text = html.escape(escaped(text), quote=False)
     return text.replace("|", "\\|").replace("\n", " ")
 
 
@@ -28,7 +28,7 @@ def _fenced(text: str) -> str:
     """A code block no text can close early: the fence is longer than any backtick run."""
     longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
     fence = "`" * max(3, longest + 1)
-    return f"{fence}text\n{visible(text)}\n{fence}"
+    return f"{fence}text\n{escaped(text)}\n{fence}"
 
 
 def _short(text: str) -> str:

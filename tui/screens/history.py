@@ -75,15 +75,14 @@ class HistoryScreen(Screen):
 
     def show_runs(self, session_id: int) -> None:
         from saferlab.db.browse import session_run_rows
-
-        from ..bridge import run_title
+        from saferlab.engine.export import config_title
 
         self.session_id = session_id
         table = self.query_one("#runs", DataTable)
         table.clear()
         for r in session_run_rows(self.app.store, session_id):
             status = status_label(r["status"], r["errors"]) + (" (r: retry)" if r["errors"] else "")
-            table.add_row(f"r{r['id']}", literal(run_title(r["config"])), literal(status),
+            table.add_row(f"r{r['id']}", literal(config_title(r["config"])), literal(status),
                           f"{r['generated']}/{r['n_items']}",
                           *[short_meter(r["meters"].get(m)) for m, _, _ in METERS],
                           key=str(r["id"]))
