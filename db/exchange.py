@@ -178,21 +178,17 @@ def iter_records(store: Store, runs: list[dict[str, Any]], redactor: Redactor | 
 def export_analysis(store: Store, runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The trade-off across the selected runs, and each run against the first run of its
     session (paired when they share items)."""
-    from saferlab.engine.analysis import compare_runs, tradeoff
-    from saferlab.engine.export import run_title
+    from .analyses import analyse_runs
 
-    from .outcomes import run_outcomes
-
-    outcomes = {run["id"]: run_outcomes(store, run["id"]) for run in runs}
+    analysis = analyse_runs(store, runs)
     comparisons = []
     first: dict[int, int] = {}
     for run in runs:
         base = first.setdefault(run["session_id"], run["id"])
         if base != run["id"]:
             comparisons.append({"a": base, "b": run["id"], "meters": [
-                c.to_dict() for c in compare_runs(outcomes[base], outcomes[run["id"]])]})
-    return {"tradeoff": tradeoff([(r["id"], run_title(r), outcomes[r["id"]]) for r in runs]),
-            "comparisons": comparisons}
+                c.to_dict() for c in analysis.compare(base, run["id"])]})
+    return {"tradeoff": analysis.tradeoff(), "comparisons": comparisons}
 
 
 def export(store: Store, targets: list[str], fmt: str, out: TextIO, redact: bool = False,

@@ -127,3 +127,22 @@ def list_runs(store: Store, limit: int | None = None) -> list[dict[str, Any]]:
             "error": row["error"],
         })
     return out
+
+
+def newest_run_seconds(store: Store) -> float | None:
+    """Wall time of the newest run, from its stored start and end (None while unfinished)."""
+    from datetime import datetime
+
+    rows = list(store.query("SELECT started_utc, finished_utc FROM runs ORDER BY id DESC "
+                            "LIMIT 1"))
+    if not rows or not rows[0]["started_utc"] or not rows[0]["finished_utc"]:
+        return None
+    start, end = (datetime.fromisoformat(rows[0][k]) for k in ("started_utc", "finished_utc"))
+    return (end - start).total_seconds()
+
+
+def generation_totals(store: Store) -> tuple[int, int]:
+    """Generations stored, and their completion tokens."""
+    row = next(store.query("SELECT COUNT(*) AS n, COALESCE(SUM(completion_tokens), 0) AS t "
+                           "FROM generations"))
+    return row["n"], row["t"]

@@ -20,7 +20,6 @@ import sys
 import tempfile
 import time
 from dataclasses import replace
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -72,13 +71,15 @@ def decode(model: str, items: int, max_tokens: int, threads: int, folder: str,
 
 
 def _run_seconds(db: Path) -> float:
-    """Wall time of the newest run, from its stored start and end."""
-    import sqlite3
+    """Wall time of the newest run in ``db``, from its stored start and end."""
+    from saferlab.db import Store
+    from saferlab.db.queries import newest_run_seconds
 
-    with sqlite3.connect(db) as conn:
-        start, end = conn.execute("SELECT started_utc, finished_utc FROM runs ORDER BY id DESC "
-                                  "LIMIT 1").fetchone()
-    return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+    store = Store(db)
+    try:
+        return newest_run_seconds(store) or 0.0
+    finally:
+        store.close()
 
 
 def cached_rerun(model: str, items: int, max_tokens: int, folder: str,
@@ -132,14 +133,17 @@ def tui_decode(model: str, items: int, max_tokens: int, folder: str,
             figures["key_to_end_s"] = time.perf_counter() - started
 
     asyncio.run(fire())
-    import sqlite3
+    from saferlab.db import Store
+    from saferlab.db.queries import generation_totals
 
-    with sqlite3.connect(db) as conn:
-        tokens, n = conn.execute("SELECT SUM(completion_tokens), COUNT(*) FROM generations"
-                                 ).fetchone()
+    store = Store(db)
+    try:
+        n, tokens = generation_totals(store)
+    finally:
+        store.close()
     # The run's own span, as the runner's figure is the session's: decoding in the lab.
-    figures |= {"tokens": tokens or 0, "items": n, "seconds": _run_seconds(db)}
-    figures["tokens_per_s"] = figures["tokens"] / figures["seconds"]
+    figures |= {"tokens": tokens, "items": n, "seconds": _run_seconds(db)}
+    figures["tokens_per_s"] = figures["tokens"] / figures["seconds"] if figures["seconds"] else 0
     return figures
 
 

@@ -49,7 +49,9 @@ def make_session(db: Path, generations: int) -> int:
     store = Store(db)
     lab = Lab(recorder=store)
     lab.run(lab.plan(spec), backend=FakeBackend(script=_answer))
-    return next(store.query("SELECT COUNT(*) AS n FROM generations"))["n"]
+    from saferlab.db.queries import generation_totals
+
+    return generation_totals(store)[0]
 
 
 def bench_export(generations: int, progress: Callable[[str], None]) -> Iterator[str]:

@@ -109,12 +109,12 @@ def compare(run_a: int = typer.Argument(...), run_b: int = typer.Argument(...),
             seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
             db: Optional[Path] = DbOption, as_json: bool = JsonOption) -> None:
     """Run B against run A: paired differences with McNemar and bootstrap, and what flipped."""
-    from saferlab.db.outcomes import get_run, run_outcomes
-    from saferlab.engine.analysis import compare_runs
+    from saferlab.db.analyses import compare as compare_stored
+    from saferlab.db.outcomes import get_run
 
     store = open_store(db)
     runs = [get_run(store, run_a), get_run(store, run_b)]
-    rows = compare_runs(run_outcomes(store, run_a), run_outcomes(store, run_b), seed)
+    rows = compare_stored(store, run_a, run_b, seed)
     data = {"a": {"id": run_a, "config": runs[0]["config"]},
             "b": {"id": run_b, "config": runs[1]["config"]},
             "meters": [r.to_dict() for r in rows]}
@@ -126,14 +126,10 @@ def tradeoff(session: Optional[str] = typer.Argument(None, help="s3, 3 or last (
              db: Optional[Path] = DbOption, as_json: bool = JsonOption) -> None:
     """Reasoning, safety and privacy of every run of a session, the Pareto front, and the rank
     correlation between reasoning and safety."""
-    from saferlab.db.outcomes import run_outcomes
-    from saferlab.db.queries import session_runs
-    from saferlab.engine.analysis import tradeoff as analyse
+    from saferlab.db.analyses import analyse_session
 
     store = open_store(db)
-    session_id, runs = session_runs(store, session or "last")
-    data = analyse([(r["id"], show.run_label(r), run_outcomes(store, r["id"])) for r in runs])
-    data["session_id"] = session_id
+    data = analyse_session(store, session or "last").tradeoff(show.run_label)
     output(data, as_json, show.tradeoff)
 
 

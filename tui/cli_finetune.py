@@ -308,16 +308,13 @@ def _interrupted(store, spec):
 def finetune_report(store, session_id: int, as_json: bool) -> None:
     """The trade-off of the session, and each adapter stack against ``aligned`` under the same
     attack (paired: McNemar exact test and bootstrap interval)."""
-    from saferlab.db.outcomes import run_outcomes
-    from saferlab.db.queries import session_runs
-    from saferlab.engine.analysis import compare_runs, tradeoff as analyse
+    from saferlab.db.analyses import analyse_session
 
     from . import render_analysis as show
 
-    session_id, runs = session_runs(store, f"s{session_id}")
-    outcomes = {r["id"]: run_outcomes(store, r["id"]) for r in runs}
-    data = analyse([(r["id"], show.run_label(r), outcomes[r["id"]]) for r in runs])
-    data["session_id"] = session_id
+    analysis = analyse_session(store, f"s{session_id}")
+    runs = analysis.runs
+    data = analysis.tradeoff(show.run_label)
     reference = {r["config"]["attack"]: r for r in runs if r["config"].get("adapter") == "aligned"}
     data["against_aligned"] = []
     for r in runs:
@@ -327,7 +324,7 @@ def finetune_report(store, session_id: int, as_json: bool) -> None:
         data["against_aligned"].append({
             "run_id": r["id"], "label": show.run_label(r), "aligned_run_id": ref["id"],
             "meters": [m.to_dict() | {"flips": {k: len(v) for k, v in m.flips.items()}}
-                       for m in compare_runs(outcomes[ref["id"]], outcomes[r["id"]])]})
+                       for m in analysis.compare(ref["id"], r["id"])]})
     output(data, as_json, _finetune_tables)
 
 

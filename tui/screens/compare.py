@@ -168,14 +168,13 @@ class CompareScreen(Screen):
     # -- results ---------------------------------------------------------------------
 
     def show_comparison(self, run_a: int, run_b: int) -> None:
+        from saferlab.db.analyses import compare
         from saferlab.db.browse import run_items
-        from saferlab.db.outcomes import run_outcomes
-        from saferlab.engine.analysis import compare_runs
 
         store = self.app.store
         stats = self.query_one("#stats", DataTable)
         stats.clear()
-        for row in compare_runs(run_outcomes(store, run_a), run_outcomes(store, run_b)):
+        for row in compare(store, run_a, run_b):
             if row.diff is None:
                 stats.add_row(row.meter, "-", "-", "-", "-", row.test)
                 continue
@@ -215,6 +214,17 @@ class CompareScreen(Screen):
 
     def draw_plane(self, session_id: int | None) -> None:
         """Every run of the session on the reasoning-safety plane (text plot)."""
+        from saferlab.db.analyses import analyse_session
+
         from ..widgets.plane import plane_text
 
-        self.query_one("#plane", Static).update(plane_text(self.app.store, session_id))
+        plane = self.query_one("#plane", Static)
+        if session_id is None:
+            plane.update(plane_text(None))
+            return
+        try:
+            data = analyse_session(self.app.store, f"s{session_id}").tradeoff(lambda r: "")
+        except SaferlabError as exc:
+            plane.update(Text(exc.message, style="red"))
+            return
+        plane.update(plane_text(data))

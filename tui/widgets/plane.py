@@ -48,20 +48,11 @@ def plot(rows: list[dict[str, Any]], front: set[int], width: int = WIDTH,
     return text
 
 
-def plane_text(store, session_id: int | None) -> Text:
-    from saferlab.db.outcomes import run_outcomes
-    from saferlab.db.queries import session_runs
-    from saferlab.engine.analysis import tradeoff
-    from saferlab.engine.errors import SaferlabError
-
-    if session_id is None:
+def plane_text(data: dict[str, Any] | None) -> Text:
+    """The plane of a session's trade-off (db/analyses.py), or why there is none."""
+    if data is None:
         return Text("Fire A and B (f) to see the session's runs on the reasoning-safety "
                     "plane.", style="dim")
-    try:
-        _, runs = session_runs(store, f"s{session_id}")
-    except SaferlabError as exc:
-        return Text(exc.message, style="red")
-    data = tradeoff([(r["id"], "", run_outcomes(store, r["id"])) for r in runs])
     rows = [r for r in data["runs"] if r["meters"]["reasoning"]["n"] and r["meters"]["safety"]["n"]]
     if not rows:
         return Text("No run of this session has both math (reasoning) and harmful (safety) "
