@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, Sequence
 
@@ -30,6 +31,37 @@ def saferlab_version() -> str:
     return package_version("saferlab") or "0+unknown"
 
 
+@dataclass
+class LoadedModel:
+    """A model held in memory for batch after batch: its backend, the configuration runs
+    record (path, digest, engine settings), the adapters loaded beside it and the backend
+    options it was loaded with. The lab's interface keeps one of these and nothing else about
+    models; ``Lab.run(model=...)`` runs on it."""
+
+    spec: str
+    backend: Backend
+    config: dict[str, Any]
+    adapters: tuple[AdapterArg, ...] = ()
+    options: dict[str, Any] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """What a model line shows: the GGUF header's summary, or the spec."""
+        return self.config.get("gguf") or {"name": self.spec}
+
+    def serves(self, spec: str, adapters: Sequence[AdapterArg] = (),
+               options: dict[str, Any] | None = None) -> bool:
+        """Whether a batch asking for ``spec`` with ``adapters`` can run on this model as
+        loaded (same model and options, the adapters among those loaded)."""
+        return (spec == self.spec and set(adapters) <= set(self.adapters)
+                and (options is None or options == self.options))
+
+    def close(self) -> None:
+        with self.lock:
+            self.backend.close()
+
+
 class Lab:
     def __init__(self, recorder: Recorder | None = None, emit: Emit = ignore,
                  hash_cache: HashCache | None = None,
@@ -43,8 +75,7 @@ class Lab:
     def plan(self, spec: SessionSpec) -> list[RunPlan]:
         return plan_session(spec)
 
-    def load_model(self, spec: str, adapters: Sequence[AdapterArg] = ()
-                   ) -> tuple[Backend, dict[str, Any]]:
+    def open_model(self, spec: str, adapters: Sequence[AdapterArg] = ()) -> LoadedModel:
         """Load a model (with its adapters, loaded once beside the base: paths, or (name,
         path) pairs as :func:`~saferlab.engine.adapter_refs.to_load` gives them) and describe
         it for the run configuration (path, digest, versions)."""
@@ -58,13 +89,26 @@ class Lab:
             config["model_path"] = str(ref.path.resolve())
             config["model_sha256"] = file_sha256(ref.path, self.hash_cache)
             config["gguf"] = gguf_summary(ref.path)
-        return backend, config
+        return LoadedModel(spec, backend, config, tuple(adapters), dict(self.backend_options))
+
+    def load_model(self, spec: str, adapters: Sequence[AdapterArg] = ()
+                   ) -> tuple[Backend, dict[str, Any]]:
+        """:meth:`open_model`, as (backend, configuration)."""
+        model = self.open_model(spec, adapters)
+        return model.backend, model.config
 
     def run(self, plans: Sequence[RunPlan], cancel: threading.Event | None = None,
             session_id: int | None = None, backend: Backend | None = None,
-            model_config: dict[str, Any] | None = None) -> SessionOutcome:
-        """Run plans that share one model. With ``backend`` given, no model is loaded; pass
-        the ``model_config`` that :meth:`load_model` returned with it to record its digest."""
+            model_config: dict[str, Any] | None = None,
+            model: LoadedModel | None = None) -> SessionOutcome:
+        """Run plans that share one model: a ``model`` held open (its lock is held for the
+        session), or a bare ``backend`` (pass the ``model_config`` that :meth:`load_model`
+        returned with it to record its digest), or, with neither, one loaded and closed
+        here."""
+        if model is not None:
+            with model.lock:
+                return self.run(plans, cancel, session_id, backend=model.backend,
+                                model_config=model.config)
         models = {p.spec.model for p in plans}
         if len(models) != 1:
             raise SaferlabError(f"one model per session, got {sorted(models)}")

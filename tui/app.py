@@ -8,7 +8,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from textual import work
 from textual.app import App
@@ -20,6 +20,9 @@ from saferlab.engine.errors import SaferlabError
 
 from . import messages as msg
 from .settings import Settings, load_settings, save_settings
+
+if TYPE_CHECKING:  # the engine's lab loads when a model does, not before the first frame
+    from saferlab.engine.lab import LoadedModel
 
 
 class LabApp(App):
@@ -48,7 +51,7 @@ class LabApp(App):
         self.clock = clock
         self.autoload = autoload
         self.model_lock = threading.Lock()
-        self.loaded: dict[str, Any] | None = None  # spec, adapters, backend, config, summary
+        self.loaded: LoadedModel | None = None  # the model batches run on, kept between them
         self.cancel_event = threading.Event()
         self.batch_running = False
         self.batch_idle = threading.Event()
@@ -84,7 +87,7 @@ class LabApp(App):
         with self.model_lock:
             if self.loaded is not None:
                 try:
-                    self.loaded["backend"].close()
+                    self.loaded.close()
                 except Exception:
                     pass
                 self.loaded = None
@@ -110,29 +113,26 @@ class LabApp(App):
 
     # -- model -------------------------------------------------------------------------
 
-    def _load(self, spec: str, adapters: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
+    def _load(self, spec: str, adapters: Sequence[tuple[str, str]] = ()) -> LoadedModel:
         """Load (in the calling worker thread) unless that model is already loaded."""
-        batch_size = self.settings.batch_size
+        from saferlab.engine.lab import Lab, LoadedModel
+
+        options = {"batch_size": self.settings.batch_size}
         with self.model_lock:
             current = self.loaded
-            if current and current["spec"] == spec and set(adapters) <= set(current["adapters"]) \
-                    and current["batch_size"] == batch_size:
+            if current is not None and current.serves(spec, adapters, options):
                 return current
             if self.backend_factory is not None:
                 backend = self.backend_factory(spec)
-                config = {"backend": backend.info()}
+                model = LoadedModel(spec, backend, {"backend": backend.info()}, tuple(adapters),
+                                    options)
             else:
-                from saferlab.engine.lab import Lab
-
-                lab = Lab(hash_cache=self.store, backend_options={"batch_size": batch_size})
-                backend, config = lab.load_model(spec, sorted(adapters))
-            # Lab.load_model already read the GGUF header into the run configuration.
-            summary = config.get("gguf") or {"name": spec}
+                model = Lab(hash_cache=self.store, backend_options=options).open_model(
+                    spec, sorted(adapters))
             if current is not None:
-                current["backend"].close()
-            self.loaded = {"spec": spec, "adapters": tuple(adapters), "backend": backend,
-                           "config": config, "summary": summary, "batch_size": batch_size}
-            return self.loaded
+                current.close()
+            self.loaded = model
+            return model
 
     def _chosen_adapters(self, spec: str) -> list[tuple[str, str]]:
         """The adapters the lab's settings choose for ``spec``, to load beside it; none when
@@ -155,7 +155,7 @@ class LabApp(App):
         except Exception as exc:  # a backend's own failure: shown, never raised
             target.post_message(msg.ModelFailed(spec, f"{type(exc).__name__}: {exc}"))
             return
-        target.post_message(msg.ModelLoaded(spec, loaded["summary"]))
+        target.post_message(msg.ModelLoaded(spec, loaded.summary))
 
     # -- batches -----------------------------------------------------------------------
 
@@ -183,11 +183,10 @@ class LabApp(App):
             for plan in plans:
                 adapters |= plan.extra_config.get("adapters", {})
             loaded = self._load(plans[0].spec.model, to_load(adapters))
-            post(msg.ModelLoaded(loaded["spec"], loaded["summary"]))
+            post(msg.ModelLoaded(loaded.spec, loaded.summary))
             bridge = Bridge(post, plans, self.clock)
             lab = Lab(recorder=self.store, emit=bridge, hash_cache=self.store)
-            outcome = lab.run(plans, cancel=cancel, session_id=session_id,
-                              backend=loaded["backend"], model_config=loaded["config"])
+            outcome = lab.run(plans, cancel=cancel, session_id=session_id, model=loaded)
             self.session_id = outcome.session_id
             ended = msg.BatchEnded(outcome.session_id, outcome.status)
         except SaferlabError as exc:

@@ -399,7 +399,7 @@ def test_the_batch_size_is_a_choice_of_the_lab(tmp_path):
             configure(app.screen, suites=("harmful",), sample=2)
             await pilot.press("f")
             await settle(app, pilot)
-            assert app.loaded["batch_size"] == 2
+            assert app.loaded.options["batch_size"] == 2
             app.screen.query_one("#batch-size", Input).value = "nonsense"
             await pilot.pause()
             assert app.settings.batch_size == 2  # the last good number stays
