@@ -25,7 +25,6 @@ class Bridge:
                  clock: Callable[[], float] = time.perf_counter) -> None:
         self.post, self.clock = post, clock
         self.plans = list(plans)
-        self._run_index = -1
         self._prompts: dict[str, str] = {}
         self._key: str | None = None
         self._buffers: dict[str, list[str]] = {}
@@ -72,8 +71,7 @@ class Bridge:
             self._total = event.items
             self.post(msg.SessionBegan(event.session_id, event.runs, event.items))
         elif isinstance(event, ev.RunStarted):
-            self._run_index += 1
-            plan = self.plans[self._run_index] if self._run_index < len(self.plans) else None
+            plan = next((p for p in self.plans if p.run_id == event.run_id), None)
             # What the model is sent last, by item: the transcript shows it, attack included.
             self._prompts = {p.item.key: p.messages[-1].content for p in plan.items
                              if p.messages} if plan else {}
