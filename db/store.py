@@ -273,13 +273,13 @@ class Store:
 
     # -- HashCache -----------------------------------------------------------------------
 
-    def get(self, path: str, size: int, mtime_ns: int) -> str | None:
+    def known_sha256(self, path: str, size: int, mtime_ns: int) -> str | None:
         rows = list(self.db.query(
             "SELECT sha256 FROM file_hashes WHERE path = ? AND size = ? AND mtime_ns = ?",
             [path, size, mtime_ns]))
         return rows[0]["sha256"] if rows else None
 
-    def put(self, path: str, size: int, mtime_ns: int, sha256: str) -> None:
+    def remember_sha256(self, path: str, size: int, mtime_ns: int, sha256: str) -> None:
         with self.transaction():
             self.db["file_hashes"].upsert(
                 {"path": path, "size": size, "mtime_ns": mtime_ns, "sha256": sha256,

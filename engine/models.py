@@ -93,16 +93,18 @@ def check_gguf(path: Path) -> None:
 
 
 class HashCache(Protocol):
-    def get(self, path: str, size: int, mtime_ns: int) -> str | None: ...
+    """Where file digests are remembered, by (path, size, mtime)."""
 
-    def put(self, path: str, size: int, mtime_ns: int, sha256: str) -> None: ...
+    def known_sha256(self, path: str, size: int, mtime_ns: int) -> str | None: ...
+
+    def remember_sha256(self, path: str, size: int, mtime_ns: int, sha256: str) -> None: ...
 
 
 def file_sha256(path: Path, cache: HashCache | None = None) -> str:
     """SHA-256 of a file, remembered by (path, size, mtime) so a 40 GB model is read once."""
     st = path.stat()
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    if cache is not None and (hit := cache.get(*key)):
+    if cache is not None and (hit := cache.known_sha256(*key)):
         return hit
     digest = hashlib.sha256()
     with path.open("rb") as fh:
@@ -110,7 +112,7 @@ def file_sha256(path: Path, cache: HashCache | None = None) -> str:
             digest.update(chunk)
     sha = digest.hexdigest()
     if cache is not None:
-        cache.put(*key, sha)
+        cache.remember_sha256(*key, sha)
     return sha
 
 

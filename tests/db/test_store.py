@@ -105,10 +105,10 @@ def test_each_thread_gets_its_own_connection(tmp_path):
 
 def test_hash_cache_round_trip(tmp_path):
     store = Store(tmp_path / "lab.db")
-    assert store.get("/m.gguf", 10, 5) is None
-    store.put("/m.gguf", 10, 5, "abc")
-    assert store.get("/m.gguf", 10, 5) == "abc"
-    assert store.get("/m.gguf", 10, 6) is None  # touched file: hash again
+    assert store.known_sha256("/m.gguf", 10, 5) is None
+    store.remember_sha256("/m.gguf", 10, 5, "abc")
+    assert store.known_sha256("/m.gguf", 10, 5) == "abc"
+    assert store.known_sha256("/m.gguf", 10, 6) is None  # touched file: hash again
 
 
 @pytest.mark.parametrize("text,expected", [
