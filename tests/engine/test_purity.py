@@ -22,3 +22,14 @@ def test_no_generic_top_level_names_are_installed(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=tmp_path)
     assert out.stdout.split() == ["[]", "ok"]
+
+
+def test_db_imports_no_front_end(tmp_path):
+    code = ("import sys, saferlab.db, saferlab.db.analyses, saferlab.db.exchange, "
+            "saferlab.db.importing, saferlab.db.browse, saferlab.db.trainings; "
+            "print(sorted({m.split('.')[0] for m in sys.modules}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=tmp_path)
+    loaded = set(eval(out.stdout))
+    assert "sqlite_utils" in loaded
+    assert loaded.isdisjoint({"textual", "typer", "rich", "llama_cpp", "torch"}), loaded
