@@ -16,10 +16,9 @@ from typing import Any, Iterator, Sequence
 
 from saferlab.engine.adapter_refs import registry_key
 from saferlab.engine.errors import EXIT_DATABASE, SaferlabError
-from saferlab.engine.protocols import Turn
 from saferlab.engine.cache import CachedAnswer, CacheMark
 from saferlab.engine.types import (FINISH_CANCELLED, GenerationResult, Item, Message, Meter,
-                                   Verdict)
+                                   Turn, Verdict)
 
 from .migrations import MIGRATIONS
 

@@ -15,7 +15,8 @@ from typing import Callable
 from .cache import CacheMark
 from .prompting import Recipe
 from .refs import fill
-from .types import (FINISH_CANCELLED, DecodingParams, GenerationResult, Item, Message, Verdict)
+from .types import (FINISH_CANCELLED, DecodingParams, GenerationResult, Item, Message, Turn,
+                    Verdict)
 
 TARGET, ATTACKER = "target", "attacker"
 # (actor, messages, params) -> result; returns a cancelled result when the run is cancelled.
@@ -24,14 +25,6 @@ Talk = Callable[[str, tuple[Message, ...], DecodingParams], GenerationResult]
 Decide = Callable[[Item, str], Verdict | None]
 
 REPLY_CHARS = 1200  # how much of the target's reply the attacker sees each round
-
-
-@dataclass(frozen=True)
-class Turn:
-    actor: str
-    messages: tuple[Message, ...]
-    result: GenerationResult
-    verdict: Verdict | None = None
 
 
 @dataclass

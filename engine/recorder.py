@@ -7,8 +7,7 @@ import itertools
 from typing import Any, Protocol, Sequence
 
 from .cache import CachedAnswer, CacheMark
-from .protocols import Turn
-from .types import GenerationResult, Item, Message, Meter, Verdict
+from .types import GenerationResult, Item, Message, Meter, Turn, Verdict
 
 
 class Recorder(Protocol):

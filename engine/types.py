@@ -222,6 +222,17 @@ class Verdict:
 
 
 @dataclass(frozen=True)
+class Turn:
+    """One exchange of a conversation (self-reflect, PAIR, Crescendo): who was addressed,
+    with what, what came back, and the verdict that decided the next round, if any."""
+
+    actor: str
+    messages: tuple[Message, ...]
+    result: GenerationResult
+    verdict: Verdict | None = None
+
+
+@dataclass(frozen=True)
 class Meter:
     """A proportion with its Wilson 95% interval; ``value`` is None until n > 0."""
 
