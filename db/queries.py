@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 from saferlab.engine.errors import EXIT_USAGE, SaferlabError
@@ -34,14 +35,13 @@ def parse_target(text: str) -> tuple[str, int | None]:
 
 def load_run_plan(store: Store, run: dict[str, Any]) -> RunPlan:
     config = json.loads(run["config_json"])
-    items = [
+    items = tuple(
         PlannedItem(Item.from_dict(json.loads(row["item_json"])),
                     tuple(Message.from_dict(m) for m in json.loads(row["messages_json"])))
         for row in store.query(
             "SELECT i.item_json, ri.messages_json FROM run_items ri "
             "JOIN items i ON i.id = ri.item_id WHERE ri.run_id = ? ORDER BY ri.position",
-            [run["id"]])
-    ]
+            [run["id"]]))
     spec = RunSpec.from_dict(config)
     extra = {k: v for k, v in config.items() if k not in spec.to_dict()}
     return RunPlan(spec, items, run_id=run["id"], extra_config=extra)
@@ -70,9 +70,7 @@ def resumable(store: Store, target: str,
         done = generated_count(store, run["id"], ok_only=retry_errors)
         if done >= run["n_items"] and (run["status"] == FINISHED or not retry_errors):
             continue  # (a run whose every item failed stays failed when its errors are kept)
-        plan = load_run_plan(store, run)
-        plan.retry_errors = retry_errors
-        plans.append(plan)
+        plans.append(replace(load_run_plan(store, run), retry_errors=retry_errors))
     return session_id, plans
 
 

@@ -30,6 +30,8 @@ class RunStarted(Event):
     config: dict[str, Any]
     total: int
     done: int  # items already generated (a resumed run)
+    # What the model is sent last, by item key (the attack included): what a transcript shows.
+    prompts: dict[str, str] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from typing import Any, Sequence
 
@@ -130,8 +130,7 @@ class Lab:
                     f"run {plan.run_id} was made with a model file of sha256 {stored[:12]}..., "
                     f"but {plan.spec.model} now has {str(model_config.get('model_sha256'))[:12]}...; "
                     "restore that file to resume", EXIT_MODEL)
-            if plan.run_id is None:
-                plan.extra_config |= model_config
+        learned: dict[str, Any] = dict(model_config)  # what new runs record beside their plan
         helpers: dict[str, Backend] = {}  # attacker and judge models, loaded once each
         try:
             roles = {}
@@ -147,11 +146,10 @@ class Lab:
                     roles[role] = backend
                     continue
                 if spec not in helpers:
-                    helpers[spec], config = self.load_model(spec)
-                    for plan in plans:
-                        if plan.run_id is None:
-                            plan.extra_config[f"{role}_config"] = config
+                    helpers[spec], learned[f"{role}_config"] = self.load_model(spec)
                 roles[role] = helpers[spec]
+            plans = [plan if plan.run_id is not None else
+                     replace(plan, extra_config=plan.extra_config | learned) for plan in plans]
             runner = Runner(backend, self.recorder, self.emit, cancel,
                             attacker=roles.get("attacker"), judge_model=roles.get("judge_model"),
                             cache=self.cache)

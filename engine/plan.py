@@ -87,19 +87,21 @@ class PlannedItem:
     messages: tuple[Message, ...]
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunPlan:
+    """One run to make: its configuration and its items with their exact messages. Plans are
+    never changed: a stage that learns more (the model's digest, the stored run's id) makes
+    a new plan with dataclasses.replace."""
+
     spec: RunSpec
-    items: list[PlannedItem]
-    run_id: int | None = None  # set when the run already exists (resume)
+    items: tuple[PlannedItem, ...]
+    run_id: int | None = None  # the stored run (set once it is created, or on resume)
     extra_config: dict[str, Any] = field(default_factory=dict)
     recipe: Recipe | None = None  # rebuilt from the spec's names when None (resume)
     retry_errors: bool = False  # on resume: items whose generation failed are generated again
 
     def get_recipe(self) -> Recipe:
-        if self.recipe is None:
-            self.recipe = self.spec.recipe()
-        return self.recipe
+        return self.recipe if self.recipe is not None else self.spec.recipe()
 
     def config(self) -> dict[str, Any]:
         return self.spec.to_dict() | self.extra_config
@@ -149,7 +151,7 @@ def plan_session(spec: SessionSpec) -> list[RunPlan]:
                            modifiers=tuple(m.name for m in recipe.modifiers),
                            attacker=spec.attacker if recipe.protocol == "iterative" else None,
                            judge_model=spec.judge_model, adapter=adapter)
-        planned = [PlannedItem(item, recipe.messages(item)) for item in items]
+        planned = tuple(PlannedItem(item, recipe.messages(item)) for item in items)
         extra: dict[str, Any] = {"prompt_files": prompt_file_hashes(recipe, suites, spec.judges),
                                  "protocol": recipe.protocol}
         if adapters:

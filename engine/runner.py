@@ -70,10 +70,11 @@ class Runner:
             session_id = self.recorder.start_session(session_config or {})
         outcome = SessionOutcome(session_id, "finished")
         self.emit(SessionStarted(session_id, len(plans), sum(len(p.items) for p in plans)))
-        for plan in plans:
-            if plan.run_id is None:
-                plan.run_id = self.recorder.create_run(
-                    session_id, plan.config(), [(p.item, p.messages) for p in plan.items])
+        # Every run is stored before the first starts, so that a resume knows them all.
+        plans = [plan if plan.run_id is not None else replace(
+            plan, run_id=self.recorder.create_run(session_id, plan.config(),
+                                                  [(p.item, p.messages) for p in plan.items]))
+                 for plan in plans]
         try:
             for plan in plans:
                 run = self._run(plan)
@@ -99,7 +100,9 @@ class Runner:
         total = len(plan.items)
         count = total - len(pending)
         outcome = RunOutcome(run_id, config, "finished", tally.snapshot(), 0, total)
-        self.emit(RunStarted(run_id, config, total, count))
+        self.emit(RunStarted(run_id, config, total, count,
+                             {p.item.key: p.messages[-1].content for p in plan.items
+                              if p.messages}))
         self.emit(MetersUpdated(run_id, outcome.meters, count, total))
 
         recipe = plan.get_recipe()

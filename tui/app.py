@@ -184,7 +184,7 @@ class LabApp(App):
                 adapters |= plan.extra_config.get("adapters", {})
             loaded = self._load(plans[0].spec.model, to_load(adapters))
             post(msg.ModelLoaded(loaded.spec, loaded.summary))
-            bridge = Bridge(post, plans, self.clock)
+            bridge = Bridge(post, self.clock)
             lab = Lab(recorder=self.store, emit=bridge, hash_cache=self.store)
             outcome = lab.run(plans, cancel=cancel, session_id=session_id, model=loaded)
             self.session_id = outcome.session_id

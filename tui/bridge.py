@@ -7,13 +7,12 @@ rest into the messages of tui/messages.py. It never touches a widget."""
 from __future__ import annotations
 
 import time
-from typing import Callable, Sequence
+from typing import Callable
 
 from textual.message import Message
 
 from saferlab.engine import events as ev
 from saferlab.engine.export import config_title
-from saferlab.engine.plan import RunPlan
 
 from . import messages as msg
 
@@ -21,10 +20,9 @@ FLUSH_S = 0.1  # ten repaints a second: live, and the decoder keeps the CPU
 
 
 class Bridge:
-    def __init__(self, post: Callable[[Message], None], plans: Sequence[RunPlan],
+    def __init__(self, post: Callable[[Message], None],
                  clock: Callable[[], float] = time.perf_counter) -> None:
         self.post, self.clock = post, clock
-        self.plans = list(plans)
         self._prompts: dict[str, str] = {}
         self._key: str | None = None
         self._buffers: dict[str, list[str]] = {}
@@ -71,10 +69,7 @@ class Bridge:
             self._total = event.items
             self.post(msg.SessionBegan(event.session_id, event.runs, event.items))
         elif isinstance(event, ev.RunStarted):
-            plan = next((p for p in self.plans if p.run_id == event.run_id), None)
-            # What the model is sent last, by item: the transcript shows it, attack included.
-            self._prompts = {p.item.key: p.messages[-1].content for p in plan.items
-                             if p.messages} if plan else {}
+            self._prompts = dict(event.prompts)  # what the transcript shows, attack included
             self._done += event.done
             self.post(msg.RunBegan(event.run_id, config_title(event.config), event.total,
                                    event.done))

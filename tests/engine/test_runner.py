@@ -1,4 +1,5 @@
 import threading
+from dataclasses import replace
 
 
 from saferlab.engine import Lab, NullRecorder, SessionSpec
@@ -123,7 +124,7 @@ def test_resume_skips_items_that_have_a_generation():
     first_two = {p.item.id: [Verdict("refusal-keywords", "safety", False, "jailbroken")]
                  for p in ps[0].items[:2]}
     backend = FakeBackend(script=lambda r: REFUSAL)
-    ps[0].run_id = 42
+    ps[0] = replace(ps[0], run_id=42)  # plans are immutable: a stored run is a new plan
     outcome = Lab(recorder=ResumingRecorder(first_two)).run(ps, session_id=7, backend=backend)
     run = outcome.runs[0]
     assert len(backend.calls) == 3

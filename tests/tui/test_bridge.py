@@ -14,7 +14,7 @@ def item(key):
 
 def test_interleaved_tokens_of_a_batch_show_one_item_at_a_time():
     posted = []
-    bridge = Bridge(posted.append, [], clock=ticking_clock(0.02))
+    bridge = Bridge(posted.append, clock=ticking_clock(0.02))
     bridge(ev.SessionStarted(1, 1, 2))
     for i in range(10):  # two items decoded together, tokens interleaved
         bridge(ev.TokenGenerated(1, "a", f"a{i} "))
@@ -36,7 +36,7 @@ def test_interleaved_tokens_of_a_batch_show_one_item_at_a_time():
 
 def test_flushes_are_spaced_not_per_token():
     posted = []
-    bridge = Bridge(posted.append, [], clock=ticking_clock(0.001))
+    bridge = Bridge(posted.append, clock=ticking_clock(0.001))
     bridge(ev.SessionStarted(1, 1, 1))
     for i in range(200):
         bridge(ev.TokenGenerated(1, "a", "x"))
