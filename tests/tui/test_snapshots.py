@@ -16,9 +16,11 @@ FIXED_UTC = "2026-01-02T03:04:05.000+00:00"
 @pytest.fixture(autouse=True)
 def fixed_time(monkeypatch):
     import saferlab.db.outcomes
-    import saferlab.db.store
+    import saferlab.db.recording
+    import saferlab.db.registry
 
-    for module in (saferlab.db.store, saferlab.db.outcomes):
+    # Every module that stamps rows with the time.
+    for module in (saferlab.db.recording, saferlab.db.registry, saferlab.db.outcomes):
         monkeypatch.setattr(module, "utc_now", lambda: FIXED_UTC)
 
 
