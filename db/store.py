@@ -7,7 +7,7 @@ registry.py remembers adapters and file digests. Importers keep using ``Store``.
 from __future__ import annotations
 
 from .database import Database, dumps, utc_now
-from .recording import RunRecorder, verdict_from_row
+from .recording import RunRecorder
 from .registry import FileDigests
 
 
@@ -15,4 +15,4 @@ class Store(RunRecorder, FileDigests):
     """A saferlab database file. Opening it applies any migrations it lacks."""
 
 
-__all__ = ["Database", "Store", "dumps", "utc_now", "verdict_from_row"]
+__all__ = ["Database", "Store", "dumps", "utc_now"]

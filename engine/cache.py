@@ -49,7 +49,7 @@ def _digest(value: Any) -> str:
 def run_scope(config: dict[str, Any], stack: AdapterStack | None) -> str | None:
     """What every request of a run shares in its cache key; None when the run's answers are
     not cached (a model without a digest)."""
-    backend = dict(config.get("backend") or {})
+    backend = config.get("backend") or {}
     model = config.get("model_sha256")
     if not model and backend.get("backend") != "fake":
         return None

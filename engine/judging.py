@@ -79,7 +79,7 @@ class JudgePanel:
                         verdicts[n] = judge.parse(item, text, result.text)
                     except Exception as exc:
                         verdicts[n] = _broken(judge, exc)
-        return [v for v in verdicts if v is not None]
+        return verdicts  # type: ignore[return-value]  # every task has its verdict now
 
     def _request(self, judge: ModelJudge, item: Item, text: str, n: int) -> GenerationRequest:
         ask = judge.request(item, text)

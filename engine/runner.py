@@ -244,8 +244,9 @@ class Runner:
         scope = run_scope(config, adapter) if self.cache else None
         judges = judges_key(config)
         # Greedy decoding is deterministic: a conversation already answered in this session
-        # (a math item under each attack, which never touches it) is not decoded again.
-        memo = self._memo if params.temperature == 0 else {}
+        # (a math item under each attack, which never touches it) is not decoded again,
+        # unless the cache is off.
+        memo = self._memo if params.temperature == 0 and self.cache else {}
         keys: dict[str, str] = {}
         todo = []
         for p in pending:

@@ -70,14 +70,17 @@ def decode(model: str, items: int, max_tokens: int, threads: int, folder: str,
     return out
 
 
-def _run_seconds(db: Path) -> float:
-    """Wall time of the newest run in ``db``, from its stored start and end."""
+def _stored(db: Path) -> dict[str, float]:
+    """From ``db``: the newest run's wall time (its stored start and end), and the
+    generations and completion tokens it holds."""
     from saferlab.db import Store
-    from saferlab.db.queries import newest_run_seconds
+    from saferlab.db.queries import generation_totals, newest_run_seconds
 
     store = Store(db)
     try:
-        return newest_run_seconds(store) or 0.0
+        generations, tokens = generation_totals(store)
+        return {"seconds": newest_run_seconds(store) or 0.0, "generations": generations,
+                "tokens": tokens}
     finally:
         store.close()
 
@@ -100,7 +103,7 @@ def cached_rerun(model: str, items: int, max_tokens: int, folder: str,
             raise RuntimeError(f"saferlab run failed: {lines[-1]}")
         (run,) = json.loads(proc.stdout)
         figures[name] = {"process_s": time.perf_counter() - started,
-                         "run_s": _run_seconds(db), "items": run["generated"],
+                         "run_s": _stored(db)["seconds"], "items": run["generated"],
                          "cached": run["cached"], "tokens": run["completion_tokens"],
                          "peak_rss_mb": int(proc.stderr.strip().splitlines()[-1]) / 1024}
     return figures
@@ -133,16 +136,10 @@ def tui_decode(model: str, items: int, max_tokens: int, folder: str,
             figures["key_to_end_s"] = time.perf_counter() - started
 
     asyncio.run(fire())
-    from saferlab.db import Store
-    from saferlab.db.queries import generation_totals
-
-    store = Store(db)
-    try:
-        n, tokens = generation_totals(store)
-    finally:
-        store.close()
+    stored = _stored(db)
     # The run's own span, as the runner's figure is the session's: decoding in the lab.
-    figures |= {"tokens": tokens, "items": n, "seconds": _run_seconds(db)}
+    figures |= {"tokens": stored["tokens"], "items": stored["generations"],
+                "seconds": stored["seconds"]}
     figures["tokens_per_s"] = figures["tokens"] / figures["seconds"] if figures["seconds"] else 0
     return figures
 

@@ -32,6 +32,22 @@ N_BATCH = 512  # tokens per llama_decode call at most (prompt tokens of admitted
 CHUNK = 16  # the shared prefix is cut to a whole number of these blocks
 
 
+def set_loras(ctx: Any, handles: list[Any], scales: list[float]) -> None:
+    """Make these LoRA adapters (llama.cpp handles, each at its scale) the ones a context
+    applies; none: the base model."""
+    import ctypes
+
+    n = len(handles)
+    if n == 0:
+        status = llama_cpp.llama_set_adapters_lora(ctx, None, 0, None)
+    else:
+        status = llama_cpp.llama_set_adapters_lora(
+            ctx, (llama_cpp.llama_adapter_lora_p_ctypes * n)(*handles), n,
+            (ctypes.c_float * n)(*scales))
+    if status:
+        raise RuntimeError(f"llama.cpp could not switch to {n} adapter(s) (status {status})")
+
+
 @dataclass
 class _Sequence:
     request: GenerationRequest
@@ -270,22 +286,9 @@ class BatchDecoder:
             add(llama_cpp.llama_sampler_init_dist(params.seed & 0xFFFFFFFF))
         return chain
 
-    def set_adapters(self, handles: list[Any], scales: list[float]) -> None:
-        import ctypes
-
-        n = len(handles)
-        if n == 0:
-            status = llama_cpp.llama_set_adapters_lora(self.ctx, None, 0, None)
-        else:
-            array = (llama_cpp.llama_adapter_lora_p_ctypes * n)(*handles)
-            status = llama_cpp.llama_set_adapters_lora(self.ctx, array, n,
-                                                       (ctypes.c_float * n)(*scales))
-        if status:
-            raise RuntimeError("llama.cpp could not switch the batch's adapters")
-
     def close(self) -> None:
         if self.ctx:
-            llama_cpp.llama_set_adapters_lora(self.ctx, None, 0, None)
+            set_loras(self.ctx, [], [])
             llama_cpp.llama_batch_free(self.batch)
             llama_cpp.llama_free(self.ctx)
             self.ctx = None

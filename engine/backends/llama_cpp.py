@@ -9,7 +9,6 @@ One generation at a time per model.
 from __future__ import annotations
 
 import codecs
-import ctypes
 import os
 import threading
 import time
@@ -24,7 +23,7 @@ from ..types import (FINISH_CANCELLED, FINISH_ERROR, FINISH_LENGTH, FINISH_STOP,
                      AdapterStack, GenerationRequest, GenerationResult, Message)
 from .base import (CHATML, DEFAULT_BATCH, AdapterArg, OnToken, named_adapters, one_at_a_time,
                    render_chat)
-from .llama_batch import BatchDecoder
+from .llama_batch import BatchDecoder, set_loras
 
 DEFAULT_CTX = 4096
 CHUNK = 16  # prompt evaluation block; see _reuse_prefix (16: a system prompt is reused)
@@ -175,7 +174,7 @@ class LlamaCppBackend:
         if stack == self._batch_active:
             return
         uses = stack.uses if stack else ()
-        batcher.set_adapters([self._loras[u.name] for u in uses], [u.scale for u in uses])
+        set_loras(batcher.ctx, [self._loras[u.name] for u in uses], [u.scale for u in uses])
         self._batch_active = stack
 
     def _prepare(self, request: GenerationRequest) -> list[int] | GenerationResult:
@@ -268,17 +267,9 @@ class LlamaCppBackend:
         stack = stack if stack and stack.uses else None
         if stack == self._active:
             return
-        ctx = self.llm._ctx.ctx
-        if stack is None:
-            status = llama_cpp.llama_set_adapters_lora(ctx, None, 0, None)
-        else:
-            n = len(stack.uses)
-            handles = (llama_cpp.llama_adapter_lora_p_ctypes * n)(
-                *(self._loras[u.name] for u in stack.uses))
-            scales = (ctypes.c_float * n)(*(u.scale for u in stack.uses))
-            status = llama_cpp.llama_set_adapters_lora(ctx, handles, n, scales)
-        if status:
-            raise RuntimeError(f"llama.cpp could not switch to adapters {stack.key!r}")
+        uses = stack.uses if stack else ()
+        set_loras(self.llm._ctx.ctx, [self._loras[u.name] for u in uses],
+                  [u.scale for u in uses])
         self._active = stack
         self.llm.reset()  # the cached prompt was computed with other weights
 
@@ -327,7 +318,7 @@ class LlamaCppBackend:
             self._batcher.close()
             self._batcher = None
         if self._active is not None:
-            llama_cpp.llama_set_adapters_lora(llm._ctx.ctx, None, 0, None)
+            set_loras(llm._ctx.ctx, [], [])
         for handle in self._loras.values():  # before the model they belong to
             llama_cpp.llama_adapter_lora_free(handle)
         self._loras.clear()

@@ -114,3 +114,14 @@ def test_only_models_pinned_by_a_digest_are_cached():
     moved = {**gguf, "backend": {**gguf["backend"], "path": "/b/model.gguf"}}
     assert run_scope(moved, None) == run_scope(gguf, None)
     assert judges_key({"judges": ["a"]}) != judges_key({"judges": ["b"]})
+
+
+def test_no_cache_also_decodes_a_conversation_repeated_within_the_session(tmp_path):
+    # Attacks never touch math items: two attacks send the same math messages twice.
+    store = Store(tmp_path / "lab.db")
+    backend, calls = counting()
+    spec = dict(suites=("math",), attacks=("none", "prefix-injection"))
+    run(store, backend, **spec)
+    assert len(calls) == 4  # the second run's math answers came from the first
+    run(store, backend, cache=False, **spec)
+    assert len(calls) == 4 + 8

@@ -28,6 +28,18 @@ def configure(screen, reasoning="direct", suites=("harmful", "math"), sample=3,
     screen.query_one("#sample", Input).value = str(sample)
 
 
+async def resume_from_history(app, pilot, run_id=1, before=None):
+    """History (h), run ``run_id`` and its items shown, then r: the run resumes."""
+    await pilot.press("h")
+    await pilot.pause(0.2)
+    app.screen.show_runs(run_id)
+    if before is not None:
+        before()
+    app.screen.show_items(run_id)
+    await pilot.press("r")
+    await settle(app, pilot)
+
+
 def test_the_whole_flow(tmp_path):
     from textual.widgets import DataTable, Input
 
@@ -173,12 +185,7 @@ def test_cancel_keeps_what_was_done_and_the_screen_stays_live(tmp_path):
             # Resume it from history: the rest is generated, nothing twice.
             calls.clear()
             calls.extend([None, None])  # the rest answer quickly
-            await pilot.press("h")
-            await pilot.pause(0.2)
-            app.screen.show_runs(1)
-            app.screen.show_items(1)
-            await pilot.press("r")
-            await settle(app, pilot)
+            await resume_from_history(app, pilot)
 
     run(flow())
     with sqlite3.connect(tmp_path / "lab.db") as conn:
@@ -202,15 +209,12 @@ def test_failed_items_are_counted_and_retried_from_history(tmp_path):
             await settle(app, pilot)
             text = screen_text(app)
             assert "r1 failed: every item failed (3)" in text and "retry" in text
-            await pilot.press("h")
-            await pilot.pause(0.2)
-            app.screen.show_runs(1)
-            runs = app.screen.query_one("#runs", DataTable)
-            assert "failed with 3 errors" in str(runs.get_row_at(0)[2])
-            server["down"] = False
-            app.screen.show_items(1)
-            await pilot.press("r")
-            await settle(app, pilot)
+            def check_and_restore():
+                runs = app.screen.query_one("#runs", DataTable)
+                assert "failed with 3 errors" in str(runs.get_row_at(0)[2])
+                server["down"] = False
+
+            await resume_from_history(app, pilot, before=check_and_restore)
 
     run(flow())
     with sqlite3.connect(tmp_path / "lab.db") as conn:

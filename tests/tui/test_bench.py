@@ -49,3 +49,11 @@ def test_a_model_without_a_file_gets_the_runners_figure_as_json(tmp_path, monkey
     (doc,) = json.loads(result.stdout)
     assert doc["model"] == "fake:refuse" and doc["runner"]["items"] == 3
     assert "through saferlab" in doc["line"]
+
+
+def test_start_up_figures_come_from_the_real_command_and_interface(tmp_path):
+    # `saferlab --help` in processes of its own, and the interface started on a pseudo-
+    # terminal until its first frame: both measured, whatever the figures are.
+    out = bench.startup(str(tmp_path))
+    assert out["help_s"] > 0
+    assert out["first_frame_s"] is not None and out["first_frame_s"] > 0
