@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Iterator, Sequence
 
 from .backends import Backend
+from .backends.base import can_overlap
 from .cache import CacheMark, judges_key, request_key, run_scope
 from .events import (Emit, ItemGenerated, ItemJudged, MetersUpdated, RunFailed, RunFinished,
                      RunStarted, SessionFinished, SessionStarted, TokenGenerated, ignore)
@@ -48,6 +50,47 @@ class SessionOutcome:
 
 # Outputs whose model judges are asked together (engine/judging.py's verdicts_many).
 JUDGE_BATCH = 16
+
+
+class _Judging:
+    """Judges batches of outputs and keeps them in order, on the calling thread or, with
+    ``overlap``, in one worker thread, a batch at a time: the caller goes on decoding while a
+    batch is judged. Keeping (recording, events) always happens on the calling thread."""
+
+    def __init__(self, judge_many, panel: JudgePanel, recipe: Recipe, keep, overlap: bool
+                 ) -> None:
+        self.judge_many, self.panel, self.recipe, self.keep = judge_many, panel, recipe, keep
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="saferlab-judge") if overlap \
+            else None
+        self.in_flight: tuple[list, Future] | None = None
+
+    def submit(self, batch: list[tuple[PlannedItem, ItemOutcome]]) -> None:
+        if self.pool is None:
+            self._keep(batch, self.judge_many(self.panel, self.recipe, batch))
+            return
+        self.finish()  # one batch judged at a time, kept in order
+        self.in_flight = (batch, self.pool.submit(self.judge_many, self.panel, self.recipe,
+                                                  batch))
+
+    def keep_finished(self) -> None:
+        """Keep the batch in flight if its verdicts are in (the meters move sooner)."""
+        if self.in_flight is not None and self.in_flight[1].done():
+            self.finish()
+
+    def finish(self) -> None:
+        """Wait for the batch in flight and keep it; raises what judging raised."""
+        if self.in_flight is not None:
+            batch, future = self.in_flight
+            self.in_flight = None
+            self._keep(batch, future.result())
+
+    def _keep(self, batch, verdicts) -> None:
+        for (planned, item_outcome), item_verdicts in zip(batch, verdicts):
+            self.keep(planned, item_outcome, item_verdicts)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
 
 
 class Runner:
@@ -134,16 +177,22 @@ class Runner:
         # a batching judge model answers them together; the outputs wait that long to be kept.
         together = panel.asks_model and recipe.protocol == "single"
         waiting: list[tuple[PlannedItem, ItemOutcome]] = []
+        # A judge model that does not share the target's compute (a served one, or one on
+        # another device) judges a batch in a thread while the target decodes the next items;
+        # otherwise the target decodes JUDGE_BATCH items, then the judge has the machine.
+        overlap = together and self.judge_model is not None \
+            and can_overlap(self.backend, self.judge_model)
+        judging = _Judging(self._judge_many, panel, recipe, keep, overlap)
 
         def judge_waiting() -> None:
-            verdicts = self._judge_many(panel, recipe, waiting)
-            for (planned, item_outcome), item_verdicts in zip(waiting, verdicts):
-                keep(planned, item_outcome, item_verdicts)
+            judging.submit(list(waiting))
             waiting.clear()
 
         try:
-            for planned, item_outcome in self._outcomes(plan, recipe, panel, pending,
-                                                        JUDGE_BATCH if together else None):
+            for planned, item_outcome in self._outcomes(
+                    plan, recipe, panel, pending,
+                    JUDGE_BATCH if together and not overlap else None):
+                judging.keep_finished()
                 self.emit(ItemGenerated(run_id, planned.item, item_outcome.result))
                 if item_outcome.cancelled:
                     break  # the item in flight is not kept; resume redoes it
@@ -160,6 +209,7 @@ class Runner:
                     break
             if waiting:
                 judge_waiting()
+            judging.finish()
             count = already + outcome.generated
             first_error = errors[0] if errors else None
         except Exception as exc:
@@ -167,6 +217,8 @@ class Runner:
             self.recorder.finish_run(run_id, "failed", outcome.meters, outcome.error)
             self.emit(RunFailed(run_id, outcome.error))
             raise
+        finally:
+            judging.close()
         if self.cancel.is_set() and count < total:
             outcome.status = "cancelled"
         elif outcome.errors and outcome.errors == outcome.generated \

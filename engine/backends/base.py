@@ -24,6 +24,22 @@ def named_adapters(adapters: Sequence[AdapterArg]) -> list[tuple[str | None, str
     return [(a[0], a[1]) if isinstance(a, tuple) else (None, a) for a in adapters]
 
 
+def compute_of(backend: Any) -> str:
+    """Where a backend's work runs: "remote" (a server), "cpu", or a GPU ("cuda", "mps",
+    "gpu"). Backends say so in their ``compute`` attribute; "cpu" when they do not."""
+    return str(getattr(backend, "compute", "cpu"))
+
+
+def can_overlap(a: Any, b: Any) -> bool:
+    """Whether two loaded models can work at the same time without taking each other's
+    compute: different models, one of them served elsewhere or the two on different devices.
+    Two models on this machine's CPU (or one GPU) would only share it and slow each other."""
+    if a is b:
+        return False
+    where_a, where_b = compute_of(a), compute_of(b)
+    return "remote" in (where_a, where_b) or where_a != where_b
+
+
 class Backend(Protocol):
     """One loaded model.
 
@@ -34,6 +50,7 @@ class Backend(Protocol):
     """
 
     spec: str
+    compute: str  # where it runs: "remote", "cpu", "cuda", "mps" or "gpu" (see compute_of)
 
     def info(self) -> dict[str, Any]: ...
 

@@ -52,6 +52,7 @@ class FakeBackend:
         **_: Any,
     ) -> None:
         self.spec = ref.spec if ref else "fake:scripted"
+        self.compute = "cpu"  # tests set "remote" to stand for a served model
         mode = ref.target if ref else "mixed"
         if script is None:
             if mode not in MODES:

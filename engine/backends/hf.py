@@ -151,6 +151,7 @@ class HfBackend:
             torch.set_num_threads(int(n_threads))
         self.device = pick_device(device)
         self.dtype = pick_dtype(self.device, dtype)
+        self.compute = self.device.type
         self.base_loads = 0
         self._lock = threading.Lock()
         self.tokenizer, base = self._load(trust_remote_code)

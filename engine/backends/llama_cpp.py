@@ -57,6 +57,8 @@ class LlamaCppBackend:
         except (ValueError, RuntimeError, OSError) as exc:
             raise SaferlabError(f"llama.cpp could not load {self.path}: {exc}", EXIT_MODEL) from None
         self.n_ctx = self.llm.n_ctx()
+        self.compute = "gpu" if n_gpu_layers != 0 and llama_cpp.llama_supports_gpu_offload() \
+            else "cpu"
         self._lock = threading.Lock()
         self._grammars: dict[str, llama_cpp.LlamaGrammar] = {}
         self._setup_template()

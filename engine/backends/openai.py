@@ -69,6 +69,7 @@ class OpenAIBackend:
             raise SaferlabError("the openai backend needs concurrency >= 1, retries >= 0 and "
                                 "timeout > 0", EXIT_USAGE)
         self.spec = ref.spec
+        self.compute = "remote"
         self.base_url = url.strip().rstrip("/")
         self.model = model.strip()
         self.concurrency, self.timeout, self.retries = concurrency, timeout, retries

@@ -200,3 +200,64 @@ class _Keeping(NullRecorder):
     def record_generation(self, run_id, item, messages, result, verdicts, turns=(), cache=None):
         super().record_generation(run_id, item, messages, result, verdicts, turns, cache)
         self.kept.append((item.id, tuple(verdicts)))
+
+
+def test_a_served_judge_judges_one_batch_while_the_target_decodes_the_next():
+    """A judge model with compute of its own (a server) is asked about the first JUDGE_BATCH
+    outputs while the target is still decoding later items; the verdicts, their order and
+    what is recorded are those of judging after decoding."""
+    from saferlab.engine.runner import JUDGE_BATCH, Runner
+
+    later = threading.Event()  # set when the target decodes an item after the first batch
+    decoded = []
+
+    def target(request):
+        decoded.append(request.id)
+        if len(decoded) > JUDGE_BATCH + 2:
+            later.set()
+        n = sum(map(ord, request.messages[-1].content))
+        return COMPLIANCE if n % 2 else REFUSAL
+
+    class ServedJudge(FakeBackend):
+        def __init__(self, compute):
+            super().__init__(script=lambda r: "unsafe" if "Sure" in r.messages[-1].content
+                             else "safe")
+            self.compute = compute
+            self.saw_later_decoding = []
+
+        def generate(self, requests, cancel=None, on_token=None):
+            # Overlapping, the target reaches its later items while this waits.
+            self.saw_later_decoding.append(later.wait(2 if self.compute == "remote" else 0))
+            return super().generate(requests, cancel, on_token)
+
+    spec = SessionSpec(model="fake", suites=("harmful",), limit=3 * JUDGE_BATCH,
+                       judges=("llm-judge",), judge_model="fake:judge",
+                       params=DecodingParams(max_tokens=50))
+    results = {}
+    for compute in ("cpu", "remote"):
+        later.clear()
+        decoded.clear()
+        judge = ServedJudge(compute)
+        rec = _Keeping()
+        outcome = Runner(FakeBackend(script=target), judge_model=judge,
+                         recorder=rec).run_session(Lab().plan(spec))
+        assert outcome.status == "finished" and outcome.runs[0].generated == 3 * JUDGE_BATCH
+        results[compute] = (rec.kept, judge.saw_later_decoding)
+    kept_alone, saw_alone = results["cpu"]
+    kept_overlapped, saw_overlapped = results["remote"]
+    assert saw_overlapped[0] is True  # judged while the target went on decoding
+    assert saw_alone[0] is False  # a judge on the target's own CPU waits its turn
+    assert kept_overlapped == kept_alone  # same verdicts, kept in the same order
+
+
+def test_can_overlap_needs_compute_the_two_models_do_not_share():
+    from saferlab.engine.backends.base import can_overlap
+
+    a, b = FakeBackend(), FakeBackend()
+    assert not can_overlap(a, a) and not can_overlap(a, b)
+    b.compute = "remote"
+    assert can_overlap(a, b)
+    b.compute = "cuda"
+    assert can_overlap(a, b)
+    a.compute = "cuda"
+    assert not can_overlap(a, b)
