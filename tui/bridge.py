@@ -16,7 +16,7 @@ from saferlab.engine.export import config_title
 
 from . import messages as msg
 
-FLUSH_S = 0.1  # ten repaints a second: live, and the decoder keeps the CPU
+FLUSH_S = 0.25
 
 
 class Bridge:

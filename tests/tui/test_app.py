@@ -410,3 +410,43 @@ def test_the_batch_size_is_a_choice_of_the_lab(tmp_path):
 
     run(flow())
     assert json.loads((tmp_path / "tui.json").read_text())["batch_size"] == 2
+
+
+def test_a_streaming_output_is_laid_out_every_few_rows_and_never_cut(tmp_path):
+    """Streaming adds words where rows are reserved: a layout pass (the costly part of a
+    repaint) comes only when the output outgrows them, and every row stays visible."""
+    from textual.widgets import Static
+
+    from saferlab.tui.widgets.transcript import GROW_ROWS, Transcript
+
+    app = make_app(tmp_path)
+
+    async def flow():
+        async with app.run_test(size=(100, 40)) as pilot:
+            transcript = app.screen.query_one(Transcript)
+            output = app.screen.query_one("#item-output", Static)
+            transcript.begin(1, "harmful/1", "a request")
+            await pilot.pause(0.05)
+            layouts = []
+            original = output.refresh
+
+            def counting(*args, layout=False, **kwargs):
+                layouts.append(layout)
+                return original(*args, layout=layout, **kwargs)
+
+            output.refresh = counting
+            words = [f"word{i} " for i in range(150)]
+            passes = 0  # flushes that asked for a layout pass
+            for word in words:
+                before = sum(layouts)
+                transcript.stream("harmful/1", word)
+                passes += sum(layouts) > before
+                await pilot.pause(0)
+            await pilot.pause(0.1)
+            rows = -(-len("".join(words)) // output.content_size.width)
+            assert rows >= 2 * GROW_ROWS  # the output grew well past one reservation
+            assert 0 < passes <= rows // GROW_ROWS + 2  # not a pass per row
+            assert output.content_size.height >= rows  # nothing cut off
+            assert output.render().plain.rstrip().endswith("word149")
+
+    run(flow())

@@ -3,7 +3,7 @@
 from saferlab.engine import events as ev
 from saferlab.engine.types import GenerationResult, Item
 from saferlab.tui import messages as msg
-from saferlab.tui.bridge import Bridge
+from saferlab.tui.bridge import FLUSH_S, Bridge
 
 from .tui_helpers import ticking_clock
 
@@ -14,7 +14,7 @@ def item(key):
 
 def test_interleaved_tokens_of_a_batch_show_one_item_at_a_time():
     posted = []
-    bridge = Bridge(posted.append, clock=ticking_clock(0.02))
+    bridge = Bridge(posted.append, clock=ticking_clock(FLUSH_S / 4))
     bridge(ev.SessionStarted(1, 1, 2))
     for i in range(10):  # two items decoded together, tokens interleaved
         bridge(ev.TokenGenerated(1, "a", f"a{i} "))
@@ -36,9 +36,9 @@ def test_interleaved_tokens_of_a_batch_show_one_item_at_a_time():
 
 def test_flushes_are_spaced_not_per_token():
     posted = []
-    bridge = Bridge(posted.append, clock=ticking_clock(0.001))
+    bridge = Bridge(posted.append, clock=ticking_clock(FLUSH_S / 100))
     bridge(ev.SessionStarted(1, 1, 1))
     for i in range(200):
         bridge(ev.TokenGenerated(1, "a", "x"))
     streamed = [m for m in posted if isinstance(m, msg.TokensStreamed)]
-    assert 2 <= len(streamed) <= 10  # about every 50 ms of (fake) time
+    assert 2 <= len(streamed) <= 10  # about every FLUSH_S of (fake) time

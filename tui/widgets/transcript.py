@@ -14,6 +14,7 @@ from saferlab.engine.outcome import terminal_style
 from ..literal import literal, visible
 
 MAX_PROMPT = 600
+GROW_ROWS = 6  # rows reserved ahead for a streaming output: a layout pass every six rows
 
 
 def verdict_text(verdicts: list[dict[str, Any]]) -> Text:
@@ -50,7 +51,8 @@ class Transcript(Vertical):
         yield RichLog(id="item-log", max_lines=2000, wrap=False, markup=False)
 
     def begin(self, run_id: int, key: str, prompt: str) -> None:
-        self._key, self._output, self._rows = key, "", None
+        self._key, self._output, self._rows = key, "", 0
+        self.query_one("#item-output", Static).styles.min_height = None
         self.query_one("#item-title", Static).update(literal(f"r{run_id} · {key}", "bold"))
         shown = prompt if len(prompt) <= MAX_PROMPT else prompt[:MAX_PROMPT] + " …"
         self.query_one("#item-prompt", Static).update(literal(shown))
@@ -62,10 +64,14 @@ class Transcript(Vertical):
             return  # the shown item changed in between; its own judged message will come
         self._output += text
         output = self.query_one("#item-output", Static)
-        # A layout pass only when the output takes another line: most flushes only add words.
+        # A layout pass only when the output outgrows the rows reserved for it, and then
+        # GROW_ROWS more are reserved: most flushes only add words where there is room.
         rows = _rows(self._output, output.content_size.width)
-        output.update(literal(self._output), layout=rows != getattr(self, "_rows", None))
-        self._rows = rows
+        grow = rows is None or rows > getattr(self, "_rows", 0)
+        if grow and rows is not None:
+            self._rows = rows + GROW_ROWS
+            output.styles.min_height = self._rows
+        output.update(literal(self._output), layout=grow)
 
     def judged(self, run_id: int, key: str, prompt: str, output: str,
                verdicts: list[dict[str, Any]], error: str | None, cached: bool = False) -> None:
@@ -76,6 +82,7 @@ class Transcript(Vertical):
                 self.begin(run_id, key, prompt)
             self._key = None
             self._output = output
+            self.query_one("#item-output", Static).styles.min_height = None
             self.query_one("#item-output", Static).update(
                 literal(output) if not error else literal(f"error: {error}", "red"))
             self.query_one("#item-verdicts", Static).update(verdict_text(verdicts))
