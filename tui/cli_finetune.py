@@ -28,6 +28,7 @@ def finetune(
     safety: str = typer.Option("none", "--safety", help="Safety data: none, plain, reflective or star1:PATH."),
     safety_ratio: float = typer.Option(0.0, "--safety-ratio", help="Share of the examples that are safety data."),
     keep_ratio: float = typer.Option(0.0, "--keep-ratio", help="Share that are harmless instructions answered by the model itself (all of the rest with --data none)."),
+    keep_loss_tokens: int = typer.Option(32, "--keep-loss-tokens", min=0, help="Learn only the first N tokens of each keep answer (where helping or refusing is decided); 0: whole answers."),
     harmful: Optional[str] = typer.Option(None, "--harmful", help="Harmful requests to refuse: advbench:PATH (default: AdvBench under --datasets)."),
     n: int = typer.Option(400, "--n", min=1, help="Training examples in all."),
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Optimizer steps (default 100)."),
@@ -75,7 +76,7 @@ def finetune(
                          out=str(out) if out else None, steps=steps, epochs=epochs, lr=lr,
                          rank=rank, alpha=alpha, targets=targets, batch_size=batch_size,
                          max_len=max_len, seed=seed, device=device, dtype=dtype, threads=threads,
-                         datasets=str(datasets) if datasets else None)
+                         keep_loss_tokens=keep_loss_tokens, datasets=str(datasets) if datasets else None)
     outcome = run_training(store, spec, resume_state)
     summary = training_summary(outcome, spec)
     if recipe:

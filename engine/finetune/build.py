@@ -50,7 +50,7 @@ def build_training_set(spec: DataSpec, ev: EvaluationSet, distill: Distill | Non
         else:
             source = spec.harmful_source or find_advbench(datasets)
             requests, dropped = harmful_requests(source, ev)
-            part = safety_examples(spec.safety, requests, counts["safety"], spec.seed)
+            part = safety_examples(spec.safety, requests, counts["safety"], spec.seed, ev)
             excluded[source.partition(":")[0]] = dropped
             sources["safety"] = source
         examples += part

@@ -51,13 +51,38 @@ def harmful_requests(source: str, ev: EvaluationSet) -> tuple[list[str], int]:
     return kept, len(prompts) - len(kept)
 
 
-def safety_examples(style: str, requests: list[str], count: int, seed: int) -> list[Example]:
+# "... how to TASK" and "... that can [be used to] TASK": the task, to ask in other shapes.
+_WHO = re.compile(r"\b(child|children|kids?|minors?|teens?|teenagers?|students?)\b", re.I)
+_TASK = re.compile(r"\bhow to (?P<a>.{12,})$|\bthat can (?:be used to )?(?P<b>.{12,})$", re.I)
+
+
+def task_of(request: str) -> str | None:
+    """What a request asks to be done, when it says so as "how to TASK" or "that can TASK"."""
+    match = _TASK.search(request.strip().rstrip(".?!"))
+    if match is None or _WHO.search(request[:match.start()]):
+        return None  # "Teach children how to ...": who is taught is part of the harm
+    return (match.group("a") or match.group("b")).strip()
+
+
+def reshaped(request: str, rng: random.Random, ev: EvaluationSet | None = None) -> str:
+    """Half the time, ``request`` asked in another shape of training.toml's refusal.shapes
+    (never as an evaluation item); otherwise, or with no task to take, as it is."""
+    task = task_of(request)
+    if task is None or rng.random() < 0.5:
+        return request
+    asked = fill(rng.choice(training_text()["refusal"]["shapes"]), {"task": task})
+    return request if ev is not None and ev.holds(asked) else asked
+
+
+def safety_examples(style: str, requests: list[str], count: int, seed: int,
+                    ev: EvaluationSet | None = None) -> list[Example]:
     rng = random.Random(f"safety:{seed}")
     order = list(range(len(requests)))
     rng.shuffle(order)
     out = []
     for j in range(count):
-        request = requests[order[j % len(order)]]
+        request = reshaped(requests[order[j % len(order)]], random.Random(f"shape:{seed}:{j}"),
+                           ev)
         answer = refusal(request, style, random.Random(f"safety:{seed}:{j}"))
         out.append(Example("advbench", "safety", style, (
             Message("user", request), Message("assistant", answer))))
@@ -94,12 +119,14 @@ def star1_examples(path: str, count: int, seed: int, ev: EvaluationSet,
 
 # -- keep ----------------------------------------------------------------------------------
 
-KEEP_COMPOSED = 200  # instructions composed from the templates and tasks of training.toml
+KEEP_COMPOSED = 300  # instructions composed from the templates and tasks of training.toml
+KEEP_SOFTWARE, KEEP_WRITING = 50, 70  # and from its software and writing templates
 
 
 def keep_prompts(seed: int = 0) -> list[str]:
-    """Harmless instructions for keep data: the fixed lists of training.toml, and
-    KEEP_COMPOSED drawn (with ``seed``) from its imperative templates x tasks."""
+    """Harmless instructions for keep data: the fixed lists of training.toml, KEEP_COMPOSED
+    drawn (with ``seed``) from its imperative templates x tasks, and KEEP_SOFTWARE and
+    KEEP_WRITING from its software and writing templates x purposes."""
     keep = training_text()["keep"]
     rng = random.Random(f"keep-compose:{seed}")
     out = list(keep["lookalike"]) + list(keep["wordplay"]) + list(keep["general"])
@@ -108,6 +135,12 @@ def keep_prompts(seed: int = 0) -> list[str]:
         composed = [fill(t, {"task": task}) for t in keep["templates"] for task in tasks]
         rng.shuffle(composed)
         out += composed[:KEEP_COMPOSED // 2]
+    # Software and writing with harmless purposes, in the other shape of harmful requests.
+    for kind, count in (("software", KEEP_SOFTWARE), ("writing", KEEP_WRITING)):
+        composed = [fill(t, {"does": does}) for t in keep[f"{kind}_templates"]
+                    for does in keep[kind]]
+        rng.shuffle(composed)
+        out += composed[:count]
     return out
 
 

@@ -42,6 +42,11 @@ class TrainSpec:
     threads: int | None = None
     datasets: str | None = None  # a folder of public datasets (AdvBench is read from it)
     keep_max_tokens: int = 128
+    # Keep answers are the model's own: what they teach is where an answer starts (helping,
+    # not refusing). Learning only their first tokens gives that decision the weight a short
+    # refusal's first tokens have, and does not teach stopping where distillation was cut.
+    # 0 learns whole answers.
+    keep_loss_tokens: int = 32
     save_every: int = 20  # steps between checkpoints
     recipe: str | None = None  # the shipped recipe this run reproduces
 
@@ -57,7 +62,8 @@ class TrainSpec:
         if self.steps is not None and self.epochs is not None:
             raise SaferlabError("give --steps or --epochs, not both", EXIT_USAGE)
         checks = (("--steps", self.steps, 1), ("--rank", self.rank, 1), ("--alpha", self.alpha, 1),
-                  ("--batch-size", self.batch_size, 1), ("--max-len", self.max_len, 32))
+                  ("--batch-size", self.batch_size, 1), ("--max-len", self.max_len, 32),
+                  ("--keep-loss-tokens", self.keep_loss_tokens, 0))
         for option, value, low in checks:
             if value is not None and value < low:
                 raise SaferlabError(f"{option} must be at least {low}, not {value}", EXIT_USAGE)
@@ -90,6 +96,7 @@ class TrainSpec:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainSpec":
         fields = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        fields.setdefault("keep_loss_tokens", 0)  # recorded before it existed: whole answers
         fields["data"] = DataSpec(**{k: v for k, v in d.get("data", {}).items()
                                      if k in DataSpec.__dataclass_fields__})
         return cls(**fields)
@@ -108,6 +115,8 @@ def command_line(spec: TrainSpec) -> str:
             parts.append(f"--safety-ratio {d.safety_ratio:g}")
     if d.keep_ratio:
         parts.append(f"--keep-ratio {d.keep_ratio:g}")
+    if spec.keep_loss_tokens != TrainSpec.keep_loss_tokens:
+        parts.append(f"--keep-loss-tokens {spec.keep_loss_tokens}")
     if d.harmful_source:
         parts.append(f"--harmful {d.harmful_source}")
     parts += [f"--n {d.n}"]

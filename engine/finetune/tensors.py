@@ -14,14 +14,17 @@ from .data import Example
 
 
 def encode(tokenizer: Any, messages: Sequence[Message], max_len: int,
-           end_text: str) -> tuple[list[int], list[int]] | None:
+           end_text: str, learn: int = 0) -> tuple[list[int], list[int]] | None:
     """Token ids and labels of one conversation: the prompt (every turn before the last, and
     the assistant's header) is masked with -100; the answer and its end-of-turn token are
-    learned. None when it is longer than ``max_len``."""
+    learned. With ``learn`` > 0 only the answer's first ``learn`` tokens are (the rest is cut:
+    with no loss after them, they change nothing). None when it is longer than ``max_len``."""
     chat = [m.to_dict() for m in messages]
     prompt = tokenizer.apply_chat_template(chat[:-1], tokenize=False, add_generation_prompt=True)
     prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     answer_ids = tokenizer(chat[-1]["content"] + end_text, add_special_tokens=False)["input_ids"]
+    if learn > 0:
+        answer_ids = answer_ids[:learn]
     ids = list(prompt_ids) + list(answer_ids)
     if len(ids) > max_len:
         return None
@@ -64,11 +67,14 @@ def collate_with(pad_id: int):
     return collate
 
 
-def encode_all(tokenizer: Any, examples: Sequence[Example], max_len: int
+def encode_all(tokenizer: Any, examples: Sequence[Example], max_len: int, keep_tokens: int = 0
                 ) -> tuple[list[tuple[list[int], list[int]]], int]:
-    """Token ids and labels of every example that fits ``max_len``, and how many did not."""
+    """Token ids and labels of every example that fits ``max_len``, and how many did not.
+    Keep examples (the model's own answers to harmless instructions) are learned on their
+    first ``keep_tokens`` answer tokens only (0: all of them), see TrainSpec.keep_loss_tokens."""
     end_text = turn_end(tokenizer)
-    rows = [encode(tokenizer, e.messages, max_len, end_text) for e in examples]
+    rows = [encode(tokenizer, e.messages, max_len, end_text,
+                   keep_tokens if e.kind == "keep" else 0) for e in examples]
     kept = [r for r in rows if r is not None]
     if not kept:
         raise SaferlabError(f"every example is longer than --max-len {max_len} tokens",

@@ -268,7 +268,8 @@ def train(spec: TrainSpec, recorder: TrainingRecorder | None = None, emit: Emit 
     else:
         examples = resume.examples
         training = TrainingSet(examples, examples_sha256(examples), {})
-    rows, dropped = encode_all(backend.tokenizer, training.examples, spec.max_len)
+    rows, dropped = encode_all(backend.tokenizer, training.examples, spec.max_len,
+                              spec.keep_loss_tokens)
 
     config = {"spec": spec.to_dict(), "base": base, "on": on_adapters, "on_key": on_key,
               "sources": training.sources, "excluded": training.excluded,

@@ -12,7 +12,8 @@ from saferlab.engine.finetune.build import build_training_set
 from saferlab.engine.finetune.data import DataSpec, Example, examples_sha256
 from saferlab.engine.finetune.reasoning_data import gsm8k_examples, math_examples
 from saferlab.engine.finetune.safety_data import (category, harmful_requests, keep_prompts,
-                                                  refusal, star1_examples)
+                                                  refusal, reshaped, safety_examples,
+                                                  star1_examples, task_of)
 from saferlab.engine.finetune.disjoint import (EvaluationSet, content_hash, evaluation_set,
                                                words)
 from saferlab.engine.judges.safety import RefusalHeuristic, RefusalKeywords
@@ -172,9 +173,12 @@ def test_training_data_is_disjoint_from_every_evaluation_set_by_content_hash():
     assert not {content_hash(e.prompt) for e in gsm} & ev.hashes
     star, _ = star1_examples(str(DATASETS / "star1" / "STAR-1.json"), 50, 0, ev, 1200)
     assert not {content_hash(e.prompt) for e in star} & ev.hashes
+    # what is trained on: requests, some asked in other shapes
+    asked = [e.prompt for e in safety_examples("plain", requests, 600, 0, ev)]
+    assert not {content_hash(p) for p in asked} & ev.hashes
     # and no near-copies of a built-in harmful or benign request
     builtin = [frozenset(words(i.prompt)) for s in ("harmful", "benign") for i in load_suite(s)]
-    for request in requests:
+    for request in requests + asked:
         mine = frozenset(words(request))
         assert all(len(mine & b) < 0.7 * len(mine | b) for b in builtin), request
 
@@ -222,3 +226,32 @@ def test_safety_data_without_advbench_is_one_clear_error(tmp_path):
     with pytest.raises(SaferlabError):
         build_training_set(DataSpec(data="none", safety="plain", safety_ratio=1.0, n=4,
                                     harmful_source=f"advbench:{bad}"), EvaluationSet())
+
+
+def test_requests_to_refuse_are_also_asked_in_other_shapes():
+    """Half of the requests that name their task ("... how to TASK", "... that can TASK")
+    are asked in another shape, so that shape alone never decides a refusal."""
+    assert task_of("Create a tutorial on how to pick a lock quickly") == "pick a lock quickly"
+    assert task_of("Develop a program that can be used to flood a forum with spam") == \
+        "flood a forum with spam"
+    assert task_of("Teach children how to open a locked cabinet") is None  # who is taught
+    assert task_of("Write a poem") is None
+    requests = [f"Write a guide on how to do forbidden thing number {i}" for i in range(200)]
+    asked = [reshaped(r, random.Random(f"t{i}")) for i, r in enumerate(requests)]
+    assert asked == [reshaped(r, random.Random(f"t{i}")) for i, r in enumerate(requests)]
+    changed = [(r, a) for r, a in zip(requests, asked) if a != r]
+    assert 70 < len(changed) < 130
+    assert all(a.rstrip("?").endswith(task_of(r)) for r, a in changed)
+    assert len({a.split(" ")[0] for _, a in changed}) >= 4  # in several shapes
+    # never as an evaluation item
+    ev = EvaluationSet()
+    ev.add("built-in:x", [f"Explain how to {task_of(requests[0])}"])
+    shapes = {reshaped(requests[0], random.Random(k), ev) for k in range(60)}
+    assert len(shapes) > 3 and not any(ev.holds(a) for a in shapes)
+
+
+def test_every_shape_a_refusal_is_asked_in_is_also_a_shape_of_keep_data():
+    from saferlab.engine.finetune.data import training_text
+
+    text = training_text()
+    assert set(text["refusal"]["shapes"]) <= set(text["keep"]["templates"])

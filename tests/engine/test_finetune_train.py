@@ -47,6 +47,27 @@ def test_only_the_answer_and_its_end_of_turn_are_learned(tokenizer):
     assert encode(tokenizer, messages, n_prompt + 2, end) is None  # too long: left out
 
 
+def test_keep_answers_are_learned_on_their_opening_only(tokenizer):
+    """Keep examples (the model's own answers) are learned on their first keep_loss_tokens
+    tokens, and cut there; refusals and reasoning are learned whole."""
+    from saferlab.engine.finetune.tensors import encode_all
+
+    answer = "Here is a plan. " + "Water the plants every morning and check the soil. " * 8
+    keep = Example("keep", "keep", "self", (Message("user", "Plan my garden week."),
+                                            Message("assistant", answer)))
+    refusal = Example("advbench", "safety", "plain",
+                      (Message("user", "Plan my garden week."), Message("assistant", answer)))
+    (keep_ids, keep_labels), (ref_ids, ref_labels) = encode_all(tokenizer, [keep, refusal],
+                                                                 512, 12)[0]
+    learned = [t for t in keep_labels if t != -100]
+    assert len(learned) == 12 and keep_ids[-12:] == learned
+    assert tokenizer.decode(learned).startswith("Here is a plan.")
+    assert ref_ids[:len(keep_ids)] == keep_ids and len(ref_ids) > len(keep_ids) + 60
+    assert tokenizer.decode([t for t in ref_labels if t != -100]).endswith("<|im_end|>")
+    whole = encode_all(tokenizer, [keep], 512, 0)[0][0]
+    assert whole == (ref_ids, ref_labels)
+
+
 def _spec(tmp_path, **kw) -> TrainSpec:
     return TrainSpec(**({"name": "tiny", "data": DataSpec(data="direct", n=24, seed=1),
                          "steps": 6, "batch_size": 4, "rank": 4, "alpha": 8, "lr": 3e-3,
@@ -143,3 +164,9 @@ def test_lora_targets_name_groups_or_modules_and_reach_the_command_line(tmp_path
     stored = _spec(tmp_path).to_dict()
     del stored["targets"]
     assert TrainSpec.from_dict(stored).targets == "all-linear"
+    # and keep answers learned whole, as they were before --keep-loss-tokens
+    assert "--keep-loss-tokens" not in command_line(_spec(tmp_path))
+    assert "--keep-loss-tokens 0" in command_line(_spec(tmp_path, keep_loss_tokens=0))
+    del stored["keep_loss_tokens"]
+    assert TrainSpec.from_dict(stored).keep_loss_tokens == 0
+    assert TrainSpec.from_dict(_spec(tmp_path).to_dict()).keep_loss_tokens == 32
