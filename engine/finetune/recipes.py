@@ -19,7 +19,8 @@ from .spec import TrainSpec
 
 # One step budget and seed for every regime, so that they differ only in their data.
 REGIME_STEPS = 60
-ALIGNED_STEPS = 80
+ALIGNED_STEPS = 300
+ALIGNED_EXAMPLES = 800
 RANK, ALPHA, LR = 4, 8, 5e-4
 REGIMES = ("direct", "cot", "long-cot", "long-cot-reflective")
 REFLECTIVE_RATIO = 0.25
@@ -33,7 +34,8 @@ def recipe_specs(model: str = "embedded", seed: int = 0, steps: int | None = Non
     steps = steps or REGIME_STEPS
     specs = {"aligned": TrainSpec(
         name="aligned", steps=aligned_steps or ALIGNED_STEPS,
-        data=DataSpec(data="none", safety="plain", n=400, safety_ratio=0.4, seed=seed),
+        data=DataSpec(data="none", safety="plain", n=ALIGNED_EXAMPLES, safety_ratio=0.4,
+                      seed=seed),
         **common)}
     for regime in ("direct", "cot", "long-cot"):
         specs[regime] = TrainSpec(name=regime, on="aligned", steps=steps,
