@@ -6,7 +6,7 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 from .backends import Backend
 from .backends.base import can_overlap
@@ -57,20 +57,19 @@ class _Judging:
     ``overlap``, in one worker thread, a batch at a time: the caller goes on decoding while a
     batch is judged. Keeping (recording, events) always happens on the calling thread."""
 
-    def __init__(self, judge_many, panel: JudgePanel, recipe: Recipe, keep, overlap: bool
-                 ) -> None:
-        self.judge_many, self.panel, self.recipe, self.keep = judge_many, panel, recipe, keep
+    def __init__(self, judge: Callable[[list], list], keep: Callable[..., None],
+                 overlap: bool) -> None:
+        self.judge, self.keep = judge, keep
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="saferlab-judge") if overlap \
             else None
         self.in_flight: tuple[list, Future] | None = None
 
     def submit(self, batch: list[tuple[PlannedItem, ItemOutcome]]) -> None:
         if self.pool is None:
-            self._keep(batch, self.judge_many(self.panel, self.recipe, batch))
+            self._keep(batch, self.judge(batch))
             return
         self.finish()  # one batch judged at a time, kept in order
-        self.in_flight = (batch, self.pool.submit(self.judge_many, self.panel, self.recipe,
-                                                  batch))
+        self.in_flight = (batch, self.pool.submit(self.judge, batch))
 
     def keep_finished(self) -> None:
         """Keep the batch in flight if its verdicts are in (the meters move sooner)."""
@@ -182,7 +181,8 @@ class Runner:
         # otherwise the target decodes JUDGE_BATCH items, then the judge has the machine.
         overlap = together and self.judge_model is not None \
             and can_overlap(self.backend, self.judge_model)
-        judging = _Judging(self._judge_many, panel, recipe, keep, overlap)
+        judging = _Judging(lambda batch: self._judge_many(panel, recipe, batch), keep,
+                           overlap)
 
         def judge_waiting() -> None:
             judging.submit(list(waiting))

@@ -203,13 +203,18 @@ class _Keeping(NullRecorder):
 
 
 def test_a_served_judge_judges_one_batch_while_the_target_decodes_the_next():
-    """A judge model with compute of its own (a server) is asked about the first JUDGE_BATCH
-    outputs while the target is still decoding later items; the verdicts, their order and
-    what is recorded are those of judging after decoding."""
+    """A judge model served over HTTP (a real server on 127.0.0.1) is asked about the first
+    JUDGE_BATCH outputs while the target is still decoding later items; the verdicts, their
+    order and what is recorded are those of a judge on the target's CPU, asked after."""
+    import json
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from saferlab.engine.backends.openai import OpenAIBackend
+    from saferlab.engine.models import parse_model_spec
     from saferlab.engine.runner import JUDGE_BATCH, Runner
 
     later = threading.Event()  # set when the target decodes an item after the first batch
-    decoded = []
+    decoded, saw_later_decoding = [], []
 
     def target(request):
         decoded.append(request.id)
@@ -218,36 +223,52 @@ def test_a_served_judge_judges_one_batch_while_the_target_decodes_the_next():
         n = sum(map(ord, request.messages[-1].content))
         return COMPLIANCE if n % 2 else REFUSAL
 
-    class ServedJudge(FakeBackend):
-        def __init__(self, compute):
-            super().__init__(script=lambda r: "unsafe" if "Sure" in r.messages[-1].content
-                             else "safe")
-            self.compute = compute
-            self.saw_later_decoding = []
+    def verdict(question):
+        return "unsafe" if "The result is 42" in question else "safe"
 
-        def generate(self, requests, cancel=None, on_token=None):
-            # Overlapping, the target reaches its later items while this waits.
-            self.saw_later_decoding.append(later.wait(2 if self.compute == "remote" else 0))
-            return super().generate(requests, cancel, on_token)
+    class Judge(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
 
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if not saw_later_decoding:  # overlapping, the target gets there meanwhile
+                saw_later_decoding.append(later.wait(5))
+            data = json.dumps({"choices": [{"message": {
+                "role": "assistant", "content": verdict(body["messages"][-1]["content"])},
+                "finish_reason": "stop"}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Judge)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     spec = SessionSpec(model="fake", suites=("harmful",), limit=3 * JUDGE_BATCH,
                        judges=("llm-judge",), judge_model="fake:judge",
                        params=DecodingParams(max_tokens=50))
-    results = {}
-    for compute in ("cpu", "remote"):
-        later.clear()
-        decoded.clear()
-        judge = ServedJudge(compute)
-        rec = _Keeping()
-        outcome = Runner(FakeBackend(script=target), judge_model=judge,
-                         recorder=rec).run_session(Lab().plan(spec))
-        assert outcome.status == "finished" and outcome.runs[0].generated == 3 * JUDGE_BATCH
-        results[compute] = (rec.kept, judge.saw_later_decoding)
-    kept_alone, saw_alone = results["cpu"]
-    kept_overlapped, saw_overlapped = results["remote"]
-    assert saw_overlapped[0] is True  # judged while the target went on decoding
-    assert saw_alone[0] is False  # a judge on the target's own CPU waits its turn
-    assert kept_overlapped == kept_alone  # same verdicts, kept in the same order
+    try:
+        served = OpenAIBackend(parse_model_spec(
+            f"openai:http://127.0.0.1:{server.server_address[1]}/v1#judge"), timeout=10)
+        assert served.compute == "remote"
+        kept = []
+        for judge in (FakeBackend(script=lambda r: verdict(r.messages[-1].content)), served):
+            decoded.clear()
+            later.clear()
+            rec = _Keeping()
+            outcome = Runner(FakeBackend(script=target), judge_model=judge,
+                             recorder=rec).run_session(Lab().plan(spec))
+            assert outcome.status == "finished" and outcome.runs[0].generated == 3 * JUDGE_BATCH
+            kept.append(rec.kept)
+        served.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert saw_later_decoding and all(saw_later_decoding)  # judged while it went on decoding
+    assert kept[1] == kept[0]  # same verdicts, kept in the same order
+    judged = [v for _, verdicts in kept[1] for v in verdicts if v.judge == "llm-judge"]
+    assert len({v.passed for v in judged}) == 2  # the server's answers, both kinds, were read
 
 
 def test_can_overlap_needs_compute_the_two_models_do_not_share():

@@ -82,9 +82,9 @@ class Transcript(Vertical):
                 self.begin(run_id, key, prompt)
             self._key = None
             self._output = output
-            self.query_one("#item-output", Static).styles.min_height = None
-            self.query_one("#item-output", Static).update(
-                literal(output) if not error else literal(f"error: {error}", "red"))
+            shown = self.query_one("#item-output", Static)
+            shown.styles.min_height = None  # the rows reserved while streaming are let go
+            shown.update(literal(output) if not error else literal(f"error: {error}", "red"))
             self.query_one("#item-verdicts", Static).update(verdict_text(verdicts))
         line = Text(f"r{run_id} ", style="dim")
         line.append(visible(key))
