@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any, Optional
 
@@ -12,7 +11,6 @@ import typer
 from saferlab.engine.errors import EXIT_CANCELLED, EXIT_USAGE, SaferlabError
 
 from .common import DbOption, JsonOption, handles_errors, open_store, output
-from .literal import LiteralConsole
 
 DatasetsOption = typer.Option(
     None, "--datasets", help="A folder of public datasets (AdvBench is read from "
@@ -77,6 +75,8 @@ def finetune(
                          rank=rank, alpha=alpha, targets=targets, batch_size=batch_size,
                          max_len=max_len, seed=seed, device=device, dtype=dtype, threads=threads,
                          keep_loss_tokens=keep_loss_tokens, datasets=str(datasets) if datasets else None)
+    from .train_process import run_training
+
     outcome = run_training(store, spec, resume_state)
     summary = training_summary(outcome, spec)
     if recipe:
@@ -105,33 +105,10 @@ def _resume(store, training_id: int):
     """What continuing a stored training needs: its id and exact training set."""
     from saferlab.db.trainings import training_examples
     from saferlab.engine.finetune.data import Example
-    from saferlab.engine.finetune.train import Resume
+    from saferlab.engine.finetune.spec import Resume
 
     return Resume(training_id, [Example.from_dict(e)
                                 for e in training_examples(store, training_id)])
-
-
-def run_training(store, spec, resume=None):
-    """Train with a progress bar on stderr; Ctrl-C stops after the current step, keeping a
-    checkpoint."""
-    from saferlab.db.trainings import TrainingLog
-
-    from .progress import run_in_thread
-    from .progress import TrainingView
-
-    err = LiteralConsole(stderr=True)
-    cancel = threading.Event()
-    log = TrainingLog(store)
-
-    def work():
-        from saferlab.engine.finetune.train import train
-
-        return train(spec, log, view, cancel, resume, hash_cache=store)
-
-    with TrainingView(err, enabled=err.is_terminal) as view:
-        return run_in_thread(work, cancel, err,
-                             "stopping after the current step, with a checkpoint (Ctrl-C "
-                             "again to quit now)")
 
 
 def training_summary(outcome, spec) -> dict[str, Any]:
@@ -254,6 +231,7 @@ def experiment_finetune(
     from saferlab.engine.finetune.experiment import FinetuneExperiment, trained_already
 
     from .progress import execute
+    from .train_process import train_apart
 
     try:
         size_list = tuple(int(s) for s in sizes.split(",")) if sizes else ()
@@ -280,7 +258,8 @@ def experiment_finetune(
         if trained_already(spec):
             typer.echo(f"{spec.name}: reusing {spec.out}", err=True)
             continue
-        outcome = run_training(store, spec, _interrupted(store, spec))
+        # Each training in a process of its own: its memory is handed back when it ends.
+        outcome = train_apart(store.path, spec, _interrupted(store, spec))
         if outcome.status != "finished":
             typer.echo("interrupted; run the same command again to continue", err=True)
             raise typer.Exit(EXIT_CANCELLED)

@@ -10,7 +10,7 @@ from typing import Any
 from ..errors import EXIT_USAGE, SaferlabError
 from ..models import parse_model_spec
 from ..saved_adapters import trained_root
-from .data import DataSpec
+from .data import DataSpec, Example
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 DEFAULT_STEPS = 100
@@ -150,3 +150,28 @@ def lora_targets(text: str) -> str | list[str]:
         raise SaferlabError(f"--targets is all-linear, attention, mlp or module names from "
                             f"{', '.join(known)}, not {text!r}", EXIT_USAGE)
     return names
+
+
+# What a training gives back, and what continues one: torch-free, so that a training run in a
+# process of its own hands them to a parent that never loads torch.
+@dataclass
+class TrainOutcome:
+    training_id: int
+    status: str  # "finished" or "interrupted"
+    folder: Path | None
+    steps: int
+    total_steps: int
+    losses: list[float]
+    tokens_per_s: float | None
+    peak_rss_mb: float
+    duration_s: float
+    data_sha256: str
+    adapter: dict[str, Any] | None = None  # saferlab.json of the saved adapter
+
+
+@dataclass(frozen=True)
+class Resume:
+    """A stored, interrupted training to continue: its id and exact training set."""
+
+    training_id: int
+    examples: list[Example]

@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -40,31 +40,8 @@ from .build import build_training_set
 from .data import Example, TrainingSet, examples_sha256
 from .disjoint import evaluation_set
 from .save import base_description, save_adapter
-from .spec import TrainSpec, lora_targets
+from .spec import Resume, TrainOutcome, TrainSpec, lora_targets
 from .tensors import Examples, collate_with, encode_all
-
-
-@dataclass
-class TrainOutcome:
-    training_id: int
-    status: str  # "finished" or "interrupted"
-    folder: Path | None
-    steps: int
-    total_steps: int
-    losses: list[float]
-    tokens_per_s: float | None
-    peak_rss_mb: float
-    duration_s: float
-    data_sha256: str
-    adapter: dict[str, Any] | None = None  # saferlab.json of the saved adapter
-
-
-@dataclass(frozen=True)
-class Resume:
-    """A stored, interrupted training to continue: its id and exact training set."""
-
-    training_id: int
-    examples: list[Example]
 
 
 def hf_ref(spec: str) -> ModelRef:
