@@ -450,3 +450,58 @@ def test_a_streaming_output_is_laid_out_every_few_rows_and_never_cut(tmp_path):
             assert output.render().plain.rstrip().endswith("word149")
 
     run(flow())
+
+
+def test_a_new_item_is_a_repaint_not_a_layout_pass_and_the_log_keeps_every_line(tmp_path):
+    """The item's panel keeps its rows from item to item, so a new item of no more rows than
+    the last asks for no layout pass of the screen; one that needs more rows gets them. Log
+    lines written in a burst come out together, all of them, in order."""
+    from textual.widgets import RichLog, Static
+
+    from saferlab.tui.widgets.transcript import Transcript
+
+    app = make_app(tmp_path)
+    verdicts = [{"judge": "refusal-keywords", "meter": "safety", "label": "refused",
+                 "part": "full", "passed": True, "error": None}]
+
+    async def flow():
+        async with app.run_test(size=(100, 40)) as pilot:
+            transcript = app.screen.query_one(Transcript)
+            layouts = []
+            for part in ("#item-title", "#item-prompt", "#item-output", "#item-verdicts"):
+                widget = app.screen.query_one(part, Static)
+
+                def counting(*args, layout=False, _original=widget.refresh, _part=part,
+                             **kwargs):
+                    layouts.append((_part, layout))
+                    return _original(*args, layout=layout, **kwargs)
+
+                widget.refresh = counting
+            answer = " ".join(f"word{i}" for i in range(40))
+
+            def item(i: int, prompt: str) -> None:
+                transcript.begin(1, f"harmful/{i}", prompt)
+                transcript.stream(f"harmful/{i}", answer)
+                transcript.judged(1, f"harmful/{i}", prompt, answer, verdicts, None)
+
+            item(1, "a request")
+            await pilot.pause(0.05)
+            first = sum(layout for _, layout in layouts)
+            assert first > 0  # the first item sizes the panel
+            layouts.clear()
+            for i in range(2, 12):
+                item(i, f"another request {i}")
+            assert not any(layout for _, layout in layouts), layouts
+            item(12, "a much longer request " * 30)  # more rows than any before
+            assert ("#item-prompt", True) in layouts
+            await pilot.pause(0.05)
+            prompt = app.screen.query_one("#item-prompt", Static)
+            assert prompt.content_size.height >= -(-len("a much longer request " * 30)
+                                                   // prompt.content_size.width)
+            transcript.note("session s1 finished")
+            lines = [strip.text.strip() for strip in app.screen.query_one(RichLog).lines]
+            assert [line.split()[1] for line in lines[:12]] == [f"harmful/{i}"
+                                                                for i in range(1, 13)]
+            assert lines[-1] == "session s1 finished"
+
+    run(flow())

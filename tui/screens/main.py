@@ -149,8 +149,9 @@ class MainScreen(Screen):
                                                              style="dim"))
             self.query_one("#progress", Static).update(
                 progress_text(0, sum(len(p.items) for p in plans), None, None))
-            self.query_one(Transcript).note(
-                f"firing {len(plans)} run(s) of {len(plans[0].items)} items", "bold")
+            transcript = self.query_one(Transcript)
+            transcript.release()
+            transcript.note(f"firing {len(plans)} run(s) of {len(plans[0].items)} items", "bold")
 
     def action_cancel(self) -> None:
         if self.app.cancel_batch():
@@ -200,6 +201,7 @@ class MainScreen(Screen):
     def on_batch_ended(self, message: msg.BatchEnded) -> None:
         self.query_one("#fire", Button).disabled = False
         self.remove_class("-running")
+        self.query_one(Transcript).release()  # the last item shown in the rows it needs
         if message.error:
             self.query_one(Transcript).note(f"batch failed: {message.error}", "red")
             self.app.show_error("The batch failed", message.error)
