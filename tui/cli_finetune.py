@@ -27,6 +27,8 @@ def finetune(
     safety_ratio: float = typer.Option(0.0, "--safety-ratio", help="Share of the examples that are safety data."),
     keep_ratio: float = typer.Option(0.0, "--keep-ratio", help="Share that are harmless instructions answered by the model itself (all of the rest with --data none)."),
     keep_loss_tokens: int = typer.Option(32, "--keep-loss-tokens", min=0, help="Learn only the first N tokens of each keep answer (where helping or refusing is decided); 0: whole answers."),
+    protective: int = typer.Option(0, "--protective", min=0, help="Keep instructions that ask how to protect against, recognise or report the tasks of the harmful training requests (same words, opposite intent), answered by the model itself."),
+    also_refuse: Optional[str] = typer.Option(None, "--also-refuse", help="More requests to refuse beside AdvBench's: star1 (STAR-1's questions that its own answer declines, from --datasets) or star1:PATH."),
     harmful: Optional[str] = typer.Option(None, "--harmful", help="Harmful requests to refuse: advbench:PATH (default: AdvBench under --datasets)."),
     n: int = typer.Option(400, "--n", min=1, help="Training examples in all."),
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Optimizer steps (default 100)."),
@@ -68,7 +70,8 @@ def finetune(
     else:
         data_spec = DataSpec(data=data, reasoning_source=reasoning_source, safety=safety,
                              harmful_source=harmful, n=n, safety_ratio=safety_ratio,
-                             keep_ratio=keep_ratio, seed=seed)
+                             keep_ratio=keep_ratio, seed=seed, protective=protective,
+                             also_refuse=also_refuse)
         default_name = data if safety == "none" else f"{data}-{safety.partition(':')[0]}"
         spec = TrainSpec(name=name or default_name, model=model, data=data_spec, on=on,
                          out=str(out) if out else None, steps=steps, epochs=epochs, lr=lr,

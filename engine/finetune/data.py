@@ -26,6 +26,7 @@ TRAINING_TEXT = "training.toml"
 MATH_STEPS = (2, 3, 3, 4)  # difficulties of training problems, drawn per problem
 # Where a datasets folder keeps AdvBench (the layout of ../shared/datasets).
 ADVBENCH_FILE = "advbench/harmful_behaviors.csv"
+STAR1_FILE = "star1/STAR-1.json"
 
 # Asks the model being trained to answer harmless instructions (self-distillation); returns
 # one answer per conversation.
@@ -77,6 +78,13 @@ class DataSpec:
     safety_ratio: float = 0.0
     keep_ratio: float = 0.0
     seed: int = 0
+    # Keep instructions that ask how to protect against, recognise or report the task of a
+    # harmful training request (the same words, the opposite intent); 0 in recipes made
+    # before they existed.
+    protective: int = 0
+    # More requests to refuse: STAR-1's questions that its own answer declines ("star1": from
+    # the datasets folder, or "star1:PATH"), beside AdvBench's.
+    also_refuse: str | None = None
 
     def counts(self) -> dict[str, int]:
         safety = round(self.n * self.safety_ratio) if self.safety != "none" else 0
@@ -107,6 +115,12 @@ class DataSpec:
         if self.data == "none" and self.safety == "none" and self.keep_ratio == 0.0 \
                 and self.counts()["keep"] == 0:
             raise SaferlabError("nothing to train on: choose --data or --safety", EXIT_USAGE)
+        if self.also_refuse and not (self.also_refuse == "star1"
+                                     or self.also_refuse.startswith("star1:")):
+            raise SaferlabError(f"--also-refuse takes star1 or star1:PATH, not "
+                                f"{self.also_refuse!r}", EXIT_USAGE)
+        if self.protective < 0:
+            raise SaferlabError("--protective must be 0 or more", EXIT_USAGE)
         if not (self.reasoning_source == "math" or self.reasoning_source.startswith("gsm8k:")):
             raise SaferlabError(f"reasoning data comes from math or gsm8k:PATH, not "
                                 f"{self.reasoning_source!r}", EXIT_USAGE)

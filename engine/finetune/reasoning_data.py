@@ -1,7 +1,8 @@
 """Reasoning data: math word problems from the generator (training seeds, answers exact by
 construction) or GSM8K's train split, written three ways: ``direct`` (the answer only),
 ``cot`` (worked steps, then the answer) and ``long-cot`` (``<think>`` with exploration, a check
-of every step and one slip caught and corrected, then the answer)."""
+of every step, one misreading caught and corrected and the chain gone over again, then the
+answer)."""
 
 from __future__ import annotations
 
@@ -49,23 +50,21 @@ def math_solution(problem: Any, regime: str, rng: random.Random) -> str:
         return "\n".join(lines + [final])
     long = text["long_cot"]
     lines = ["<think>", rng.choice(long["openers"]), fill(long["start"], values)]
-    # The slip goes where checking it back shows it (an addition or a subtraction).
-    checkable = [i for i, s in enumerate(problem.steps) if s.op in ("add", "sub")]
-    slip_at = rng.choice(checkable or list(range(len(problem.steps))))
+    # One step is misread first and corrected in words before its arithmetic; every equation
+    # written is true.
+    doubt_at = rng.randrange(len(problem.steps))
+    chain = []
     for i, s in enumerate(problem.steps):
         work = equation(s.op, s.before, s.operand, s.after)
-        if i == slip_at:
-            wrong = _slip(rng, s.after)
-            lines.append(f"{s.sentence} So {s.before} {SYMBOL[s.op]} {s.operand} = {wrong}.")
-            back = wrong - s.operand if s.op == "add" else wrong + s.operand
-            check = (f"{wrong} {'-' if s.op == 'add' else '+'} {s.operand} = {back}, not "
-                     f"{s.before}" if s.op in ("add", "sub") else f"{wrong} looks wrong")
-            lines.append(fill(rng.choice(long["slip"]), {"wrong": wrong, "right": s.after,
-                                                          "arithmetic": work, "check": check}))
+        chain.append(work)
+        if i == doubt_at:
+            doubt = fill(rng.choice(long["doubt"][s.op]), values | {"n": s.operand})
+            lines.append(f"{s.sentence} {doubt} {work}.")
         else:
             lines.append(fill(text["cot"]["step"], {"sentence": s.sentence, "arithmetic": work}))
-            lines.append(fill(rng.choice(long["check"]),
-                              {"inverse": _inverse(s.op, s.before, s.operand, s.after)}))
+        lines.append(fill(rng.choice(long["check"]),
+                          {"inverse": _inverse(s.op, s.before, s.operand, s.after)}))
+    lines.append(fill(rng.choice(long["verify"]), {"chain": ", ".join(chain)}))
     lines.append("</think>")
     return "\n".join(lines + [final])
 

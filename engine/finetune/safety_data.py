@@ -75,7 +75,8 @@ def reshaped(request: str, rng: random.Random, ev: EvaluationSet | None = None) 
 
 
 def safety_examples(style: str, requests: list[str], count: int, seed: int,
-                    ev: EvaluationSet | None = None) -> list[Example]:
+                    ev: EvaluationSet | None = None,
+                    from_star1: frozenset[str] = frozenset()) -> list[Example]:
     rng = random.Random(f"safety:{seed}")
     order = list(range(len(requests)))
     rng.shuffle(order)
@@ -84,14 +85,20 @@ def safety_examples(style: str, requests: list[str], count: int, seed: int,
         request = reshaped(requests[order[j % len(order)]], random.Random(f"shape:{seed}:{j}"),
                            ev)
         answer = refusal(request, style, random.Random(f"safety:{seed}:{j}"))
-        out.append(Example("advbench", "safety", style, (
+        source = "star1" if requests[order[j % len(order)]] in from_star1 else "advbench"
+        out.append(Example(source, "safety", style, (
             Message("user", request), Message("assistant", answer))))
     return out
 
 
-def star1_examples(path: str, count: int, seed: int, ev: EvaluationSet,
-                   max_chars: int) -> tuple[list[Example], int]:
-    """STAR-1's reflective traces whose whole response fits ``max_chars``."""
+# STAR-1 draws its questions from many sets; these are evaluation sets here (HarmBench, and
+# TDC's red-teaming set that became part of it), so their questions are never trained on.
+STAR1_EVALUATION_SOURCES = ("HarmBench", "TDCRedTeaming")
+STAR1_REQUEST_CHARS = 300  # STAR-1 questions refused as requests: short ones only
+_DECLINES = re.compile(r"\b(?:can't|cannot|can not|won't|unable to)\b", re.I)
+
+
+def _star1_rows(path: str) -> tuple[Path, list[dict]]:
     file = Path(path).expanduser()
     try:
         rows = json.loads(file.read_text(encoding="utf-8"))
@@ -104,6 +111,13 @@ def star1_examples(path: str, count: int, seed: int, ev: EvaluationSet,
                                              and "response" in r for r in rows):
         raise SaferlabError(f"{file}: expected a list of objects with question and response",
                             EXIT_USAGE)
+    return file, [r for r in rows if r.get("source") not in STAR1_EVALUATION_SOURCES]
+
+
+def star1_examples(path: str, count: int, seed: int, ev: EvaluationSet,
+                   max_chars: int) -> tuple[list[Example], int]:
+    """STAR-1's reflective traces whose whole response fits ``max_chars``."""
+    file, rows = _star1_rows(path)
     fits = [r for r in rows if len(r["response"]) <= max_chars and "</think>" in r["response"]]
     kept = [r for r in fits if not ev.holds(r["question"])]
     if not kept:
@@ -114,6 +128,23 @@ def star1_examples(path: str, count: int, seed: int, ev: EvaluationSet,
         Message("user", kept[j % len(kept)]["question"]),
         Message("assistant", kept[j % len(kept)]["response"].strip()))) for j in range(count)]
     return out, len(fits) - len(kept)
+
+
+def star1_requests(path: str, ev: EvaluationSet) -> tuple[list[str], int]:
+    """STAR-1's questions that its own answer declines (a question it answers safely is not a
+    request to refuse), up to STAR1_REQUEST_CHARS long, without evaluation items."""
+    from ..judges.safety import RefusalHeuristic
+
+    _, rows = _star1_rows(path)
+    declined = []
+    for row in rows:
+        question = str(row["question"]).strip()
+        answer = str(row["response"]).rpartition("</think>")[2].strip()
+        if (question and len(question) <= STAR1_REQUEST_CHARS
+                and _DECLINES.search(answer[:200]) and RefusalHeuristic().decide(answer)[0]):
+            declined.append(question)
+    kept = list(dict.fromkeys(q for q in declined if not ev.holds(q)))
+    return kept, len(declined) - len(kept)
 
 
 
@@ -157,13 +188,26 @@ def clean_answer(text: str) -> str | None:
     return text[: end + 1].strip() if end > len(text) // 3 else text
 
 
+def protective_prompts(requests: list[str], count: int, seed: int,
+                       ev: EvaluationSet | None = None) -> list[str]:
+    """Up to ``count`` harmless questions about the tasks of harmful ``requests``: how to
+    protect against one, recognise it or report it (training.toml's keep.protective). A
+    request and its protective twin share their words, so intent has to decide a refusal."""
+    tasks = list(dict.fromkeys(t for t in map(task_of, requests) if t))
+    rng = random.Random(f"protective:{seed}")
+    rng.shuffle(tasks)
+    templates = training_text()["keep"]["protective"]
+    asked = (fill(rng.choice(templates), {"task": task}) for task in tasks)
+    return [p for p in asked if ev is None or not ev.holds(p)][:count]
+
+
 def keep_examples(count: int, seed: int, distill: Distill | None,
-                  ev: EvaluationSet) -> list[Example]:
+                  ev: EvaluationSet, protective: list[str] | None = None) -> list[Example]:
     if count == 0:
         return []
     if distill is None:
         raise SaferlabError("keep data needs the model to answer it", EXIT_USAGE)
-    prompts = [p for p in keep_prompts(seed) if not ev.holds(p)]
+    prompts = [p for p in keep_prompts(seed) + list(protective or ()) if not ev.holds(p)]
     answers = distill([(Message("user", p),) for p in prompts])
     pairs = [(p, a) for p, a in zip(prompts, map(clean_answer, answers)) if a]
     if not pairs:

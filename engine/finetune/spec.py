@@ -115,6 +115,10 @@ def command_line(spec: TrainSpec) -> str:
             parts.append(f"--safety-ratio {d.safety_ratio:g}")
     if d.keep_ratio:
         parts.append(f"--keep-ratio {d.keep_ratio:g}")
+    if d.protective:
+        parts.append(f"--protective {d.protective}")
+    if d.also_refuse:
+        parts.append(f"--also-refuse {d.also_refuse}")
     if spec.keep_loss_tokens != TrainSpec.keep_loss_tokens:
         parts.append(f"--keep-loss-tokens {spec.keep_loss_tokens}")
     if d.harmful_source:
