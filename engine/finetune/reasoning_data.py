@@ -29,11 +29,6 @@ def _inverse(op: str, a: int, n: int, b: int) -> str:
     return back[op]
 
 
-def _slip(rng: random.Random, right: int) -> int:
-    wrong = right + rng.choice([-10, -2, -1, 1, 2, 10])
-    return wrong if wrong > 0 and wrong != right else right + 1
-
-
 def math_solution(problem: Any, regime: str, rng: random.Random) -> str:
     """The answer to a generated problem in a regime; every number in it is computed."""
     text = training_text()
@@ -63,7 +58,8 @@ def math_solution(problem: Any, regime: str, rng: random.Random) -> str:
         else:
             lines.append(fill(text["cot"]["step"], {"sentence": s.sentence, "arithmetic": work}))
         lines.append(fill(rng.choice(long["check"]),
-                          {"inverse": _inverse(s.op, s.before, s.operand, s.after)}))
+                          {"inverse": _inverse(s.op, s.before, s.operand, s.after),
+                           "after": s.after}))
     lines.append(fill(rng.choice(long["verify"]), {"chain": ", ".join(chain)}))
     lines.append("</think>")
     return "\n".join(lines + [final])
@@ -104,23 +100,20 @@ def gsm8k_solution(solution: str, answer: str, regime: str, rng: random.Random) 
     long = text["long_cot"]
     out = ["<think>", rng.choice(long["openers"])]
     calcs = [i for i, line in enumerate(lines) if _CALC.search(line)]
-    slip_at = rng.choice(calcs) if calcs else -1
+    # One calculation is doubted and done again (GSM8K's lines have no sentence of the
+    # generator's to misread); every equation written is true.
+    doubt_at = rng.choice(calcs) if calcs else -1
     chain = []
     for i, (line, clean) in enumerate(zip(lines, plain)):
         calc = _CALC.search(line)
+        out.append(clean)
         if calc is None:
-            out.append(clean)
             continue
         expr, value = calc.group(1).strip(), calc.group(2).strip()
         chain.append(f"{expr} = {value}")
-        if i == slip_at and re.fullmatch(r"-?\d+", value):
-            wrong = _slip(rng, int(value))
-            out.append(clean.replace(value, str(wrong), 1) if value in clean else clean)
-            out.append(fill(rng.choice(long["slip"]), {"wrong": wrong, "right": value,
-                                                       "arithmetic": f"{expr} = {value}"}))
-        else:
-            out.append(clean)
-            out.append(fill(rng.choice(long["check"]), {"inverse": f"{expr} = {value}"}))
+        template = long["recheck"] if i == doubt_at else long["check"]
+        out.append(fill(rng.choice(template), {"inverse": f"{expr} = {value}", "expr": expr,
+                                               "value": value, "after": value}))
     if chain:
         out.append(fill(rng.choice(long["verify"]), {"chain": ", ".join(chain)}))
     out.append("</think>")
