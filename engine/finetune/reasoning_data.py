@@ -52,11 +52,9 @@ def math_solution(problem: Any, regime: str, rng: random.Random) -> str:
     for i, s in enumerate(problem.steps):
         work = equation(s.op, s.before, s.operand, s.after)
         chain.append(work)
-        if i == doubt_at:
-            doubt = fill(rng.choice(long["doubt"][s.op]), values | {"n": s.operand})
-            lines.append(f"{s.sentence} {doubt} {work}.")
-        else:
-            lines.append(fill(text["cot"]["step"], {"sentence": s.sentence, "arithmetic": work}))
+        why = long["doubt"] if i == doubt_at else long["reason"]
+        lines.append(f"{s.sentence} {fill(rng.choice(why[s.op]), values | {'n': s.operand})} "
+                     f"{work}.")
         lines.append(fill(rng.choice(long["check"]),
                           {"inverse": _inverse(s.op, s.before, s.operand, s.after),
                            "after": s.after}))

@@ -19,8 +19,10 @@ from .spec import TrainSpec
 
 # One step budget and seed for every regime, so that they differ only in their data.
 REGIME_STEPS = 60
-ALIGNED_STEPS = 300
-ALIGNED_EXAMPLES = 800
+ALIGNED_STEPS = 600
+ALIGNED_EXAMPLES = 1250  # every AdvBench request refused at least once
+# Keep questions about the tasks of the requests refused (protect, recognise, report).
+ALIGNED_PROTECTIVE = 150
 RANK, ALPHA, LR = 4, 8, 5e-4
 REGIMES = ("direct", "cot", "long-cot", "long-cot-reflective")
 REFLECTIVE_RATIO = 0.25
@@ -35,7 +37,7 @@ def recipe_specs(model: str = "embedded", seed: int = 0, steps: int | None = Non
     specs = {"aligned": TrainSpec(
         name="aligned", steps=aligned_steps or ALIGNED_STEPS,
         data=DataSpec(data="none", safety="plain", n=ALIGNED_EXAMPLES, safety_ratio=0.4,
-                      seed=seed),
+                      seed=seed, protective=ALIGNED_PROTECTIVE),
         **common)}
     for regime in ("direct", "cot", "long-cot"):
         specs[regime] = TrainSpec(name=regime, on="aligned", steps=steps,
