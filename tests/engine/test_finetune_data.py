@@ -37,6 +37,9 @@ def _value(expr: str) -> float:
     return eval(expr)  # digits and + - * / only, checked above
 
 
+REASON = re.compile(r"so I (add|subtract|multiply|divide)")
+
+
 def _chains(text: str) -> list[tuple[str, bool]]:
     """Each chain of equalities in ``text`` and whether all its sides are equal."""
     out = []
@@ -81,6 +84,12 @@ def test_cot_arithmetic_is_correct_and_long_cot_corrects_one_misreading_with_tru
         misread = [line for line in text.splitlines() if any(d in line for d in doubts)]
         assert len(misread) == 1, misread
         assert _chains(misread[0]) and "No" in misread[0]
+        # every step says why its operation is the right one, and does that operation
+        verbs = {"add": "+", "subtract": "-", "multiply": "*", "divide": "/"}
+        steps = [line for line in text.splitlines() if REASON.search(line)]
+        assert len(steps) == len(chains), steps
+        for line in steps:
+            assert f" {verbs[REASON.search(line).group(1)]} " in _chains(line)[0][0], line
         looks_back = [v.split("{")[0] for v in training_text()["long_cot"]["verify"]]
         assert any(v in text for v in looks_back)
         # the same answer as the chain of thought
