@@ -42,8 +42,22 @@ def _store(folder: str, name: str):
 
 
 def decode(model: str, items: int, max_tokens: int, threads: int, folder: str,
-           progress: Progress, sizes: tuple[int, ...] = (1, 2, 4, 8)) -> dict[str, Any]:
+           progress: Progress, sizes: tuple[int, ...] = (1, 2, 4, 8),
+           tag: str = "") -> dict[str, Any]:
+    """One round: plain llama-cpp-python, then the lab at each batch size, on the same items."""
     from saferlab.engine.bench import lab_decode, plain_llama_cpp
+
+    spec, conversations, path = _batch(model, items, max_tokens)
+    base = {"n_threads": threads}
+    out: dict[str, Any] = {"plain": plain_llama_cpp(path, conversations, max_tokens, threads,
+                                                    progress)}
+    out["lab"] = {str(n): lab_decode(spec, base | {"batch_size": n}, progress,
+                                     f"saferlab, batch {n}", _store(folder, f"b{n}{tag}.db"))
+                  for n in sizes}
+    return out
+
+
+def _batch(model: str, items: int, max_tokens: int):
     from saferlab.engine.lab import Lab
     from saferlab.engine.models import check_gguf, parse_model_spec
     from saferlab.engine.plan import SessionSpec
@@ -54,20 +68,28 @@ def decode(model: str, items: int, max_tokens: int, threads: int, folder: str,
     spec = SessionSpec(model=model, suites=("harmful",), limit=items,
                        params=DecodingParams(max_tokens=max_tokens))
     conversations = [[m.to_dict() for m in p.messages] for p in Lab().plan(spec)[0].items]
-    base = {"n_threads": threads}
-    out: dict[str, Any] = {"plain": plain_llama_cpp(str(ref.path), conversations, max_tokens,
-                                                    threads, progress)}
-    out["lab"] = {str(n): lab_decode(spec, base | {"batch_size": n}, progress,
-                                     f"saferlab, batch {n}", _store(folder, f"b{n}.db"))
-                  for n in sizes}
+    return spec, conversations, str(ref.path)
+
+
+def prefix(model: str, items: int, max_tokens: int, threads: int, folder: str,
+           progress: Progress) -> dict[str, Any]:
+    """few-shot-cot:k=8 with its shared prefix evaluated once, and per item."""
+    from saferlab.engine.bench import lab_decode
+
+    spec, _, _ = _batch(model, items, max_tokens)
     few_shot = replace(spec, reasoning=("few-shot-cot:k=8",))
-    out["prefix"] = {
-        "shared": lab_decode(few_shot, base, progress, "few-shot-cot:k=8, prefix shared",
-                             _store(folder, "prefix.db")),
-        "not_shared": lab_decode(few_shot, base | {"share_prefix": False}, progress,
-                                 "few-shot-cot:k=8, prefix not shared",
-                                 _store(folder, "noprefix.db"))}
-    return out
+    base = {"n_threads": threads}
+    return {"shared": lab_decode(few_shot, base, progress, "few-shot-cot:k=8, prefix shared",
+                                 _store(folder, "prefix.db")),
+            "not_shared": lab_decode(few_shot, base | {"share_prefix": False}, progress,
+                                     "few-shot-cot:k=8, prefix not shared",
+                                     _store(folder, "noprefix.db"))}
+
+
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run of median duration among repeats of the same decoding, with every duration."""
+    ranked = sorted(runs, key=lambda r: r["seconds"])
+    return ranked[(len(ranked) - 1) // 2] | {"repeats_s": [r["seconds"] for r in runs]}
 
 
 def _stored(db: Path) -> dict[str, float]:
@@ -110,17 +132,17 @@ def cached_rerun(model: str, items: int, max_tokens: int, folder: str,
 
 
 def tui_decode(model: str, items: int, max_tokens: int, folder: str,
-               progress: Progress) -> dict[str, Any]:
+               progress: Progress, tag: str = "") -> dict[str, Any]:
     """The lab's interface (headless, 120x40) firing the batch the runner decoded, the model
     loaded beforehand: the run's span as stored, and from the key press to the batch's end."""
     from .app import LabApp
     from .settings import Settings, save_settings
 
-    settings_file = Path(folder) / "tui.json"
+    settings_file = Path(folder) / f"tui{tag}.json"
     save_settings(Settings(model=model, reasoning="direct", modifiers=[], adapters=[],
                            attacks=["none"], suites=["harmful"], sample=items,
                            max_tokens=max_tokens), settings_file)
-    db = Path(folder) / "tui.db"
+    db = Path(folder) / f"tui{tag}.db"
     app = LabApp(db, settings_file=settings_file, autoload=False)
     figures: dict[str, Any] = {}
 
@@ -196,17 +218,31 @@ def recording(n: int, folder: str) -> dict[str, Any]:
 
 
 def measure(model: str, items: int, max_tokens: int, threads: int | None, cache_items: int,
-            progress: Progress) -> dict[str, Any]:
-    """Every figure, and the ratios the targets are about."""
+            progress: Progress, repeats: int = 3) -> dict[str, Any]:
+    """Every figure, and the ratios the targets are about. The decodings compared with one
+    another (plain, the lab at each batch size, the interface) run in ``repeats`` rounds, one
+    after another within a round, so that each ratio is taken within a round and a machine
+    that slows down between rounds moves both sides; each figure is the round's median."""
     from saferlab.engine.backends.llama_cpp import default_threads
 
     threads = threads or default_threads()
     with tempfile.TemporaryDirectory(prefix="saferlab-bench-") as folder:
         figures: dict[str, Any] = {"model": model, "items": items, "max_tokens": max_tokens,
-                                   "threads": threads, "cores": os.cpu_count()}
-        figures["decode"] = decode(model, items, max_tokens, threads, folder, progress)
+                                   "threads": threads, "cores": os.cpu_count(),
+                                   "repeats": repeats}
+        rounds = []
+        for r in range(repeats):
+            progress(f"  round {r + 1} of {repeats}")
+            one = decode(model, items, max_tokens, threads, folder, progress, tag=f"-{r}")
+            one["tui"] = tui_decode(model, items, max_tokens, folder, progress, tag=f"-{r}")
+            rounds.append(one)
+        figures["rounds"] = rounds
+        figures["decode"] = {
+            "plain": median_run([o["plain"] for o in rounds]),
+            "lab": {n: median_run([o["lab"][n] for o in rounds]) for n in rounds[0]["lab"]},
+            "prefix": prefix(model, items, max_tokens, threads, folder, progress)}
+        figures["tui"] = median_run([o["tui"] for o in rounds])
         figures["cache"] = cached_rerun(model, cache_items, max_tokens, folder, progress)
-        figures["tui"] = tui_decode(model, items, max_tokens, folder, progress)
         progress("  start-up")
         figures["startup"] = startup(folder)
         progress("  recording with the fake backend")
@@ -219,20 +255,35 @@ def summarise(figures: dict[str, Any]) -> dict[str, Any]:
     """The ratios and absolute figures the targets are about, and whether each is met."""
     from saferlab.engine.bench import ratio
 
-    d, plain = figures["decode"], figures["decode"]["plain"]
-    one = d["lab"]["1"]
-    ratios = {
-        "sequential_end_to_end": ratio(one["tokens_per_s"], plain["tokens_per_s"]),
-        "sequential_generation": ratio(one["tokens"] / one["decode_s"] if one["decode_s"]
-                                       else None, plain["tokens_per_s"]),
-        **{f"batched_{n}": ratio(r["tokens_per_s"], plain["tokens_per_s"])
-           for n, r in d["lab"].items() if n != "1"},
-        "prefix_reuse": ratio(d["prefix"]["shared"]["tokens_per_s"],
-                              d["prefix"]["not_shared"]["tokens_per_s"]),
-        "cached_rerun": ratio(figures["cache"]["first"]["run_s"],
-                              figures["cache"]["rerun"]["run_s"]),
-        "tui_vs_cli": ratio(figures["tui"]["tokens_per_s"], d["lab"]["8"]["tokens_per_s"]),
+    d = figures["decode"]
+    rounds = figures.get("rounds") or [d | {"tui": figures["tui"]}]
+
+    def paired(within: Callable[[dict[str, Any]], float | None]) -> dict[str, Any]:
+        """A ratio taken within each round, and its median over the rounds."""
+        each = [within(r) for r in rounds]
+        known = sorted(x for x in each if x is not None)
+        middle = (known[(len(known) - 1) // 2] + known[len(known) // 2]) / 2 if known else None
+        return {"median": middle, "rounds": each}
+
+    def generation(run: dict[str, Any]) -> float | None:
+        return run["tokens"] / run["decode_s"] if run["decode_s"] else None
+
+    per_round = {
+        "sequential_end_to_end": paired(lambda r: ratio(r["lab"]["1"]["tokens_per_s"],
+                                                        r["plain"]["tokens_per_s"])),
+        "sequential_generation": paired(lambda r: ratio(generation(r["lab"]["1"]),
+                                                        r["plain"]["tokens_per_s"])),
+        **{f"batched_{n}": paired(lambda r, n=n: ratio(r["lab"][n]["tokens_per_s"],
+                                                       r["plain"]["tokens_per_s"]))
+           for n in d["lab"] if n != "1"},
+        "tui_vs_cli": paired(lambda r: ratio(r["tui"]["tokens_per_s"],
+                                             r["lab"]["8"]["tokens_per_s"])),
     }
+    ratios = {name: p["median"] for name, p in per_round.items()}
+    ratios["prefix_reuse"] = ratio(d["prefix"]["shared"]["tokens_per_s"],
+                                   d["prefix"]["not_shared"]["tokens_per_s"])
+    ratios["cached_rerun"] = ratio(figures["cache"]["first"]["run_s"],
+                                   figures["cache"]["rerun"]["run_s"])
     absolute = {"help_s": figures["startup"]["help_s"],
                 "first_frame_s": figures["startup"]["first_frame_s"],
                 "peak_rss_mb": figures["cache"]["first"]["peak_rss_mb"],
@@ -241,7 +292,8 @@ def summarise(figures: dict[str, Any]) -> dict[str, Any]:
     targets = {name: {"target": target, "higher_is_better": higher,
                       "met": _met(values.get(name), target, higher)}
                for name, (target, higher) in TARGETS.items()}
-    return {"ratios": ratios, "absolute": absolute, "targets": targets}
+    return {"ratios": ratios, "ratio_rounds": {n: p["rounds"] for n, p in per_round.items()},
+            "absolute": absolute, "targets": targets}
 
 
 def _met(value: float | None, target: float, higher: bool) -> bool | None:
@@ -255,6 +307,11 @@ def lines(figures: dict[str, Any]) -> Iterator[str]:
     yield (f"{figures['model']}: {figures['items']} harmful requests, {figures['max_tokens']} "
            f"tokens, greedy, {figures['threads']} threads on {figures['cores']} cores; "
            "ratios against plain llama-cpp-python")
+    repeats = figures.get("repeats", 1)
+    if repeats > 1:
+        yield (f"  decoding in {repeats} rounds: each time the round's median, each ratio the "
+               "median of the ratios within a round (each round's in brackets)")
+    spread = figures.get("ratio_rounds", {})
 
     def row(label: str, detail: str, name: str | None = None, shown: str = "") -> str:
         mark = ""
@@ -263,6 +320,8 @@ def lines(figures: dict[str, Any]) -> Iterator[str]:
             sign = ">=" if target["higher_is_better"] else "<"
             met = {True: "met", False: "NOT met", None: "n/a"}[target["met"]]
             mark = f"   target {sign} {target['target']:g}: {met}"
+        if len(spread.get(name, ())) > 1:
+            mark += "   [" + " ".join(f"{x:.2f}" if x else "-" for x in spread[name]) + "]"
         return f"  {label:<40}{detail:<34}{shown:>8}{mark}"
 
     def rate(r: dict[str, Any]) -> str:

@@ -37,6 +37,33 @@ def test_the_report_gives_each_figure_with_its_target():
     assert targets["first_frame_s"]["met"] is None and targets["help_s"]["met"]
 
 
+def test_each_ratio_is_the_median_of_the_ratios_within_a_round():
+    def one(plain, lab1, lab8, tui):
+        run = {"tokens": 640, "decode_s": 640 / lab1}
+        return {"plain": {"tokens": 640, "seconds": 640 / plain, "tokens_per_s": plain},
+                "lab": {"1": run | {"seconds": 640 / lab1, "tokens_per_s": lab1},
+                        "8": run | {"seconds": 640 / lab8, "tokens_per_s": lab8}},
+                "tui": {"tokens": 640, "seconds": 640 / tui, "tokens_per_s": tui}}
+
+    # The machine slows down by half in the second round: both sides move, the ratio holds.
+    rounds = [one(160, 152, 256, 240), one(80, 78, 128, 126), one(160, 160, 240, 200)]
+    f = figures(rounds=rounds, repeats=3)
+    f["decode"] = f["decode"] | {
+        "plain": bench.median_run([r["plain"] for r in rounds]),
+        "lab": {n: bench.median_run([r["lab"][n] for r in rounds]) for n in ("1", "8")}}
+    f["tui"] = bench.median_run([r["tui"] for r in rounds])
+    f.update(bench.summarise(f))
+    assert f["decode"]["plain"]["tokens_per_s"] == 160  # the round of median duration
+    assert f["decode"]["plain"]["repeats_s"] == [4.0, 8.0, 4.0]
+    ratios = f["ratios"]
+    assert abs(ratios["sequential_end_to_end"] - 0.975) < 1e-9  # 0.95, 0.975, 1.0
+    assert abs(ratios["batched_8"] - 1.6) < 1e-9  # 1.6, 1.6, 1.5
+    assert abs(ratios["tui_vs_cli"] - 240 / 256) < 1e-9  # 0.9375, 0.984, 0.833
+    assert f["ratio_rounds"]["tui_vs_cli"][2] == 200 / 240
+    text = "\n".join(bench.lines(f))
+    assert "3 rounds" in text and "[0.94 0.98 0.83]" in text
+
+
 def test_recording_with_the_fake_backend_counts_every_generation(tmp_path):
     out = bench.recording(50, str(tmp_path))
     assert out["generations"] == 50 and out["per_s"] > 0
