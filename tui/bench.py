@@ -4,7 +4,7 @@ Decoding (engine/bench.py): plain llama-cpp-python one request at a time, the la
 sizes 1, 2, 4 and 8, few-shot-cot:k=8 with and without its shared prefix evaluated once.
 Here: a 100-item batch run twice in processes of their own (the second from the result
 cache; the first gives the peak RSS), the lab's interface decoding the same batch as the
-runner, start-up (`saferlab --help`, the interface's first frame) and the rate at which the
+runner (in a process of its own, as it runs), start-up (`saferlab --help`, the interface's first frame) and the rate at which the
 database records generations from the instant fake backend.
 """
 
@@ -131,10 +131,32 @@ def cached_rerun(model: str, items: int, max_tokens: int, folder: str,
     return figures
 
 
+TUI_CHILD = ("import json, sys; from saferlab.tui.bench import tui_decode; "
+             "print(json.dumps(tui_decode(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), "
+             "sys.argv[4], lambda line: None, sys.argv[5])))")
+
+
+def tui_process(model: str, items: int, max_tokens: int, folder: str,
+                progress: Progress, tag: str = "") -> dict[str, Any]:
+    """``tui_decode`` in a process of its own, as the interface runs: llama.cpp would
+    otherwise decode beside the compute threads the runner's decodings left in this one."""
+    progress("  the lab's interface, firing the batch (a process of its own)")
+    proc = subprocess.run([sys.executable, "-c", TUI_CHILD, model, str(items), str(max_tokens),
+                           folder, tag], capture_output=True, text=True,
+                          env=os.environ | {"SAFERLAB_HOME": folder})
+    if proc.returncode:
+        lines = proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"]
+        raise RuntimeError(f"the interface's batch failed: {lines[-1]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def tui_decode(model: str, items: int, max_tokens: int, folder: str,
                progress: Progress, tag: str = "") -> dict[str, Any]:
     """The lab's interface (headless, 120x40) firing the batch the runner decoded, the model
-    loaded beforehand: the run's span as stored, and from the key press to the batch's end."""
+    loaded and warmed up beforehand as the runner's is: the run's span as stored, and from the
+    key press to the batch's end."""
+    from saferlab.engine.bench import warm_up
+
     from .app import LabApp
     from .settings import Settings, save_settings
 
@@ -144,11 +166,13 @@ def tui_decode(model: str, items: int, max_tokens: int, folder: str,
                            max_tokens=max_tokens), settings_file)
     db = Path(folder) / f"tui{tag}.db"
     app = LabApp(db, settings_file=settings_file, autoload=False)
+    spec, _, _ = _batch(model, items, max_tokens)
     figures: dict[str, Any] = {}
 
     async def fire() -> None:
         async with app.run_test(size=(120, 40)) as pilot:
-            app._load(model, [])
+            loaded = app.model_thread.submit(app._load, model, []).result()
+            app.model_thread.submit(warm_up, spec, model=loaded).result()
             progress("  the lab's interface, firing the batch")
             started = time.perf_counter()
             await pilot.press("f")
@@ -234,7 +258,7 @@ def measure(model: str, items: int, max_tokens: int, threads: int | None, cache_
         for r in range(repeats):
             progress(f"  round {r + 1} of {repeats}")
             one = decode(model, items, max_tokens, threads, folder, progress, tag=f"-{r}")
-            one["tui"] = tui_decode(model, items, max_tokens, folder, progress, tag=f"-{r}")
+            one["tui"] = tui_process(model, items, max_tokens, folder, progress, tag=f"-{r}")
             rounds.append(one)
         figures["rounds"] = rounds
         figures["decode"] = {

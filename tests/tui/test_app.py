@@ -8,7 +8,8 @@ import pytest
 from saferlab.engine.backends.fake import REFUSAL
 from saferlab.tui.settings import load_settings
 
-from .tui_helpers import make_app, run, screen_text, segments, settle, use_model
+from .tui_helpers import (fake_factory, make_app, run, screen_text, segments, settle,
+                          ticking_clock, use_model)
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -410,6 +411,49 @@ def test_the_batch_size_is_a_choice_of_the_lab(tmp_path):
 
     run(flow())
     assert json.loads((tmp_path / "tui.json").read_text())["batch_size"] == 2
+
+
+def test_every_load_and_batch_runs_on_the_one_model_thread(tmp_path):
+    """llama.cpp keeps compute threads for each thread that decodes, and a pool left by
+    another thread slows the decoding one: loads and batches all run on the model thread."""
+    import threading
+
+    from saferlab.tui.app import LabApp
+
+    seen = []
+
+    def script(request):
+        seen.append(("decode", threading.get_ident()))
+        return REFUSAL
+
+    scripted = fake_factory(script)
+
+    def factory(spec):
+        seen.append(("load", threading.get_ident()))
+        return scripted(spec)
+
+    app = LabApp(tmp_path / "lab.db", backend_factory=factory, settings_file=tmp_path / "t.json",
+                 autoload=False, clock=ticking_clock())
+    threads = {}
+
+    async def flow():
+        async with app.run_test(size=(120, 40)) as pilot:
+            use_model(app, "fake:refuse")
+            app.load_model("fake:comply", app.screen)  # the model picker's load
+            await settle(app, pilot)
+            # The first batch loads fake:refuse, the second reuses it (other items: the
+            # cache would answer the same ones).
+            for suite in ("harmful", "benign"):
+                configure(app.screen, suites=(suite,), sample=2)
+                await pilot.press("f")
+                await settle(app, pilot)
+            threads["model"] = app.model_thread.submit(threading.get_ident).result()
+
+    run(flow())
+    assert [kind for kind, _ in seen].count("load") == 2
+    assert [kind for kind, _ in seen].count("decode") == 4
+    assert {ident for _, ident in seen} == {threads["model"]}
+    assert threads["model"] != threading.get_ident()
 
 
 def test_a_streaming_output_is_laid_out_every_few_rows_and_never_cut(tmp_path):
