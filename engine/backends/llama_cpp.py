@@ -26,7 +26,7 @@ from .base import (CHATML, DEFAULT_BATCH, AdapterArg, OnToken, named_adapters, o
 from .llama_batch import BatchDecoder, set_loras
 
 DEFAULT_CTX = 4096
-CHUNK = 16  # prompt evaluation block; see _reuse_prefix (16: a system prompt is reused)
+CHUNK = 16  # prompt evaluation block; see _reuse_prefix
 
 
 def default_threads() -> int:
@@ -65,6 +65,7 @@ class LlamaCppBackend:
         self._loras: dict[str, Any] = {}  # adapter name -> llama.cpp LoRA handle
         self._lora_paths: dict[str, str] = {}
         self._active: AdapterStack | None = None
+        self._offset = 0  # where the blocks of the prompt in Llama's cache start (_reuse_prefix)
         self._batcher: BatchDecoder | None = None  # made at the first batch
         self._batch_lock = threading.Lock()
         self._batch_active: AdapterStack | None = None
@@ -214,7 +215,7 @@ class LlamaCppBackend:
         budget = min(request.params.max_tokens, self.n_ctx - len(tokens))
         params = request.params
         self.llm.set_seed(params.seed)
-        todo = self._reuse_prefix(tokens)
+        todo = self._reuse_prefix(tokens, self._block_offset(request, tokens))
         out: list[int] = []
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         finish = FINISH_LENGTH
@@ -275,15 +276,38 @@ class LlamaCppBackend:
         self._active = stack
         self.llm.reset()  # the cached prompt was computed with other weights
 
-    def _reuse_prefix(self, tokens: list[int]) -> list[int]:
-        """Keep the cached prompt prefix this prompt shares, cut to a whole number of CHUNK
-        blocks, and return the tokens still to evaluate.
+    def _block_offset(self, request: GenerationRequest, tokens: list[int]) -> int:
+        """Where this prompt's evaluation blocks start (below CHUNK): so that the tokens before
+        its last message's content (the chat template's opening, a system prompt, few-shot
+        demonstrations: the same for every item of a run) end on a block boundary. A function
+        of the request alone."""
+        if not request.messages:
+            return 0
+        last = request.messages[-1]
+        try:
+            bare = self.render([*request.messages[:-1], Message(last.role, "")])
+            opening = self.llm.tokenize(bare.encode("utf-8"), add_bos=False, special=True)
+        except Exception:  # a template that refuses an empty message: blocks from 0
+            return 0
+        shared = 0
+        for a, b in zip(opening, tokens):
+            if a != b:
+                break
+            shared += 1
+        offset = shared % CHUNK
+        return offset if offset < len(tokens) else 0
 
-        Logits depend slightly on how a prompt is cut into batches. Prompts are therefore
-        always evaluated in blocks aligned to absolute positions (n_batch = CHUNK), and only
-        whole blocks are reused: the reused cache then holds exactly what a fresh evaluation
-        would compute, and an answer never depends on what ran before it. Few-shot prompts,
-        whose demonstrations every item shares, are evaluated once instead of per item.
+    def _reuse_prefix(self, tokens: list[int], offset: int = 0) -> list[int]:
+        """Keep the cached prompt prefix this prompt shares, cut to whole evaluation blocks,
+        and return the tokens still to evaluate.
+
+        Logits depend slightly on how a prompt is cut into batches. A prompt is therefore
+        evaluated in blocks that depend on the prompt alone: a first one of ``offset`` tokens
+        (see _block_offset), then blocks of CHUNK (n_batch = CHUNK). Only whole blocks of a
+        cache cut the same way are reused: the reused cache then holds exactly what a fresh
+        evaluation would compute, and an answer never depends on what ran before it. The
+        opening every item of a run shares is evaluated once, and few-shot demonstrations
+        once instead of per item.
         """
         llm = self.llm
         try:
@@ -294,14 +318,20 @@ class LlamaCppBackend:
                     break
                 common += 1
             # At least one token is evaluated afresh: its logits start the decode.
-            keep = min(common, len(tokens) - 1) // CHUNK * CHUNK
+            usable = min(common, len(tokens) - 1)
+            keep = 0
+            if offset == self._offset and usable >= offset:
+                keep = offset + (usable - offset) // CHUNK * CHUNK
             if keep and llm._ctx.kv_cache_seq_rm(-1, keep, -1):
                 llm.n_tokens = keep
                 return tokens[keep:]
         except (AttributeError, TypeError):  # internals of another llama-cpp-python release
             pass
         llm.reset()
-        return tokens
+        self._offset = offset
+        if offset:
+            llm.eval(tokens[:offset])  # the first block; generate() goes on in blocks of CHUNK
+        return tokens[offset:]
 
     def _grammar(self, gbnf: str) -> "llama_cpp.LlamaGrammar":
         # Compiled once per grammar text; judges send the same grammar for every item.

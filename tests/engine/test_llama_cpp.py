@@ -77,6 +77,32 @@ def test_an_answer_does_not_depend_on_what_ran_before(embedded_backend):
     assert after_a == alone
 
 
+def test_an_answer_does_not_depend_on_a_cache_cut_another_way(embedded_backend):
+    """A system prompt moves where the evaluation blocks start; an answer after such a prompt
+    is the answer after one cut like its own, and the answer alone."""
+    b = ask("Name a river in Europe.", max_tokens=16)
+    system = GenerationRequest("sys", (Message("system", "Answer in one word."),
+                                       Message("user", "Name a river in Europe.")),
+                               DecodingParams(max_tokens=16))
+    runs = [list(embedded_backend.generate(order))[-1].text
+            for order in ([ask("Name a fruit."), b], [system, b], [b])]
+    assert runs[0] == runs[1] == runs[2]
+
+
+def test_the_opening_every_item_shares_is_evaluated_once(embedded_backend):
+    """Items of a run share the chat template's opening (and its system prompt): the second
+    evaluates only its own message and what follows, whatever the opening's length."""
+    first, second = ask("Name a fruit."), ask("Which rivers cross Europe?")
+    list(embedded_backend.generate([first]))
+    tokens = embedded_backend._prepare(second)
+    bare = embedded_backend.render((Message("user", ""),))
+    opening = embedded_backend.llm.tokenize(bare.encode(), add_bos=False, special=True)
+    shared = next(i for i, (x, y) in enumerate(zip(opening, tokens)) if x != y)
+    assert shared % 16 != 0  # the old blocks from position 0 would evaluate part of it again
+    todo = embedded_backend._reuse_prefix(tokens, embedded_backend._block_offset(second, tokens))
+    assert len(todo) == len(tokens) - shared
+
+
 @pytest.mark.parametrize("params", [DecodingParams(max_tokens=12),
                                     DecodingParams(max_tokens=12, temperature=1.0, top_k=40,
                                                    top_p=0.95, seed=3)])
