@@ -17,6 +17,7 @@ from saferlab.engine.export import config_title
 from . import messages as msg
 
 FLUSH_S = 0.25
+METERS_S = 0.25
 
 
 class Bridge:
@@ -26,7 +27,8 @@ class Bridge:
         self._prompts: dict[str, str] = {}
         self._key: str | None = None
         self._buffers: dict[str, list[str]] = {}
-        self._flushed = self._progressed = 0.0
+        self._flushed = self._progressed = self._metered = 0.0
+        self._meters: msg.MetersChanged | None = None  # not posted yet
         self._started = 0.0
         self._tokens = 0
         self._done = 0
@@ -61,9 +63,13 @@ class Bridge:
             if self.clock() - self._progressed >= FLUSH_S or self._done >= self._total:
                 self._progress()
         elif isinstance(event, ev.MetersUpdated):
-            self.post(msg.MetersChanged(event.run_id,
-                                        {k: m.to_dict() for k, m in event.meters.items()},
-                                        event.done, event.total))
+            # Items of a batch end in bursts: the gauges redraw at most every METERS_S, and
+            # the run's last meters always reach them (at the run's end).
+            self._meters = msg.MetersChanged(event.run_id,
+                                             {k: m.to_dict() for k, m in event.meters.items()},
+                                             event.done, event.total)
+            if self.clock() - self._metered >= METERS_S:
+                self._post_meters()
         elif isinstance(event, ev.SessionStarted):
             self._started = self._flushed = self.clock()
             self._total = event.items
@@ -75,9 +81,11 @@ class Bridge:
                                    event.done))
         elif isinstance(event, ev.RunFinished):
             self._flush(event.run_id)
+            self._post_meters()
             self._progress()
             self.post(msg.RunEnded(event.run_id, event.status, event.error))
         elif isinstance(event, ev.RunFailed):
+            self._post_meters()
             self.post(msg.RunEnded(event.run_id, "failed", event.error))
 
     def _flush(self, run_id: int, with_progress: bool = False) -> bool:
@@ -91,6 +99,12 @@ class Bridge:
                                      progress))
         self._buffers[self._key] = []
         return True
+
+    def _post_meters(self) -> None:
+        self._metered = self.clock()
+        if self._meters is not None:
+            self.post(self._meters)
+            self._meters = None
 
     def _progress_message(self) -> msg.ProgressChanged:
         elapsed = self.clock() - self._started

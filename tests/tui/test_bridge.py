@@ -42,3 +42,21 @@ def test_flushes_are_spaced_not_per_token():
         bridge(ev.TokenGenerated(1, "a", "x"))
     streamed = [m for m in posted if isinstance(m, msg.TokensStreamed)]
     assert 2 <= len(streamed) <= 10  # about every FLUSH_S of (fake) time
+
+
+def test_meters_redraw_at_most_every_flush_and_the_last_always_arrives():
+    from saferlab.engine.types import Meter
+    from saferlab.tui.bridge import METERS_S
+
+    posted = []
+    bridge = Bridge(posted.append, clock=ticking_clock(METERS_S / 10))
+    bridge(ev.SessionStarted(1, 1, 40))
+    for done in range(1, 41):  # a batch's items ending in a burst
+        meter = Meter("safety", done, done, 1.0, 0.9, 1.0)
+        bridge(ev.MetersUpdated(1, {"safety": meter}, done, 40))
+    bridge(ev.RunFinished(1, "finished"))
+    meters = [m for m in posted if isinstance(m, msg.MetersChanged)]
+    assert 2 <= len(meters) <= 6  # 40 items in 4 * METERS_S of (fake) time
+    assert meters[-1].done == 40 and meters[-1].meters["safety"]["n"] == 40
+    assert posted.index(meters[-1]) < next(i for i, m in enumerate(posted)
+                                           if isinstance(m, msg.RunEnded))
