@@ -43,17 +43,26 @@ def _store(folder: str, name: str):
 
 def decode(model: str, items: int, max_tokens: int, threads: int, folder: str,
            progress: Progress, sizes: tuple[int, ...] = (1, 2, 4, 8),
-           tag: str = "") -> dict[str, Any]:
-    """One round: plain llama-cpp-python, then the lab at each batch size, on the same items."""
+           tag: str = "", backwards: bool = False) -> dict[str, Any]:
+    """One round: plain llama-cpp-python, then the lab at each batch size, on the same items
+    (``backwards``: the lab from the largest batch size down, then plain)."""
     from saferlab.engine.bench import lab_decode, plain_llama_cpp
 
     spec, conversations, path = _batch(model, items, max_tokens)
     base = {"n_threads": threads}
-    out: dict[str, Any] = {"plain": plain_llama_cpp(path, conversations, max_tokens, threads,
-                                                    progress)}
-    out["lab"] = {str(n): lab_decode(spec, base | {"batch_size": n}, progress,
-                                     f"saferlab, batch {n}", _store(folder, f"b{n}{tag}.db"))
-                  for n in sizes}
+    out: dict[str, Any] = {"lab": {}}
+
+    def plain() -> None:
+        out["plain"] = plain_llama_cpp(path, conversations, max_tokens, threads, progress)
+
+    if not backwards:
+        plain()
+    for n in sorted(sizes, reverse=backwards):
+        out["lab"][str(n)] = lab_decode(spec, base | {"batch_size": n}, progress,
+                                        f"saferlab, batch {n}", _store(folder, f"b{n}{tag}.db"))
+    if backwards:
+        plain()
+    out["lab"] = {str(n): out["lab"][str(n)] for n in sorted(sizes)}
     return out
 
 
@@ -246,7 +255,9 @@ def measure(model: str, items: int, max_tokens: int, threads: int | None, cache_
     """Every figure, and the ratios the targets are about. The decodings compared with one
     another (plain, the lab at each batch size, the interface) run in ``repeats`` rounds, one
     after another within a round, so that each ratio is taken within a round and a machine
-    that slows down between rounds moves both sides; each figure is the round's median."""
+    that slows down between rounds moves both sides; each figure is the round's median.
+    Every other round runs backwards (the interface, the lab from batch 8 down, plain), so
+    that a machine slowing down within rounds favours neither side of a ratio."""
     from saferlab.engine.backends.llama_cpp import default_threads
 
     threads = threads or default_threads()
@@ -257,9 +268,14 @@ def measure(model: str, items: int, max_tokens: int, threads: int | None, cache_
         rounds = []
         for r in range(repeats):
             progress(f"  round {r + 1} of {repeats}")
-            one = decode(model, items, max_tokens, threads, folder, progress, tag=f"-{r}")
-            one["tui"] = tui_process(model, items, max_tokens, folder, progress, tag=f"-{r}")
-            rounds.append(one)
+            backwards = r % 2 == 1
+            if backwards:
+                tui = tui_process(model, items, max_tokens, folder, progress, tag=f"-{r}")
+            one = decode(model, items, max_tokens, threads, folder, progress, tag=f"-{r}",
+                         backwards=backwards)
+            if not backwards:
+                tui = tui_process(model, items, max_tokens, folder, progress, tag=f"-{r}")
+            rounds.append(one | {"tui": tui})
         figures["rounds"] = rounds
         figures["decode"] = {
             "plain": median_run([o["plain"] for o in rounds]),

@@ -84,3 +84,28 @@ def test_start_up_figures_come_from_the_real_command_and_interface(tmp_path):
     out = bench.startup(str(tmp_path))
     assert out["help_s"] > 0
     assert out["first_frame_s"] is not None and out["first_frame_s"] > 0
+
+
+def test_every_other_round_runs_backwards(monkeypatch):
+    """A machine slowing down within a round favours neither side: the pairs compared (plain
+    and batch 1, batch 8 and the interface) run next to each other, in turn in each order."""
+    import saferlab.engine.bench as engine_bench
+
+    calls = []
+    figure = {"tokens": 10, "seconds": 1.0, "tokens_per_s": 10.0, "decode_s": 1.0,
+              "items": 1, "cached": 0, "failed": 0, "load_s": 0.0}
+    monkeypatch.setattr(bench, "_batch", lambda *a: (None, [], "m.gguf"))
+    monkeypatch.setattr(engine_bench, "plain_llama_cpp",
+                        lambda *a: calls.append("plain") or dict(figure))
+    monkeypatch.setattr(engine_bench, "lab_decode",
+                        lambda spec, options, *a: calls.append(options["batch_size"])
+                        or dict(figure))
+    monkeypatch.setattr(bench, "tui_process", lambda *a, **k: calls.append("tui") or dict(figure))
+    monkeypatch.setattr(bench, "prefix", lambda *a: {"shared": figure, "not_shared": figure})
+    monkeypatch.setattr(bench, "cached_rerun", lambda *a: {})
+    monkeypatch.setattr(bench, "startup", lambda folder: {})
+    monkeypatch.setattr(bench, "recording", lambda n, folder: {})
+    monkeypatch.setattr(bench, "summarise", lambda figures: {})
+    figures = bench.measure("embedded", 2, 8, 2, 4, lambda line: None, repeats=2)
+    assert calls == ["plain", 1, 2, 4, 8, "tui", "tui", 8, 4, 2, 1, "plain"]
+    assert list(figures["rounds"][1]["lab"]) == ["1", "2", "4", "8"]
