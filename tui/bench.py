@@ -3,9 +3,10 @@
 Decoding (engine/bench.py): plain llama-cpp-python one request at a time, the lab at batch
 sizes 1, 2, 4 and 8, few-shot-cot:k=8 with and without its shared prefix evaluated once.
 Here: a 100-item batch run twice in processes of their own (the second from the result
-cache; the first gives the peak RSS), the lab's interface decoding the same batch as the
-runner (in a process of its own, as it runs), start-up (`saferlab --help`, the interface's first frame) and the rate at which the
-database records generations from the instant fake backend.
+cache; the first gives the peak RSS), the lab's interface and `saferlab run`'s runner
+decoding the same batch at batch size 8, each in a process of its own as they run, start-up
+(`saferlab --help`, the interface's first frame) and the rate at which the database records
+generations from the instant fake backend.
 """
 
 from __future__ import annotations
@@ -140,23 +141,35 @@ def cached_rerun(model: str, items: int, max_tokens: int, folder: str,
     return figures
 
 
-TUI_CHILD = ("import json, sys; from saferlab.tui.bench import tui_decode; "
-             "print(json.dumps(tui_decode(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), "
-             "sys.argv[4], lambda line: None, sys.argv[5])))")
+CHILD = ("import json, sys; from saferlab.tui import bench; "
+         "print(json.dumps(getattr(bench, sys.argv[1])(sys.argv[2], int(sys.argv[3]), "
+         "int(sys.argv[4]), sys.argv[5], lambda line: None, sys.argv[6])))")
 
 
-def tui_process(model: str, items: int, max_tokens: int, folder: str,
-                progress: Progress, tag: str = "") -> dict[str, Any]:
-    """``tui_decode`` in a process of its own, as the interface runs: llama.cpp would
-    otherwise decode beside the compute threads the runner's decodings left in this one."""
-    progress("  the lab's interface, firing the batch (a process of its own)")
-    proc = subprocess.run([sys.executable, "-c", TUI_CHILD, model, str(items), str(max_tokens),
-                           folder, tag], capture_output=True, text=True,
+def in_process(function: str, model: str, items: int, max_tokens: int, folder: str,
+               progress: Progress, tag: str = "") -> dict[str, Any]:
+    """``function`` of this module (``tui_decode`` or ``runner_decode``) in a process of its
+    own, as the interface and the command line run: both sides of their ratio start alike,
+    and llama.cpp does not decode beside compute threads other decodings left behind."""
+    progress(f"  {function.replace('_decode', '')}, batch 8 (a process of its own)")
+    proc = subprocess.run([sys.executable, "-c", CHILD, function, model, str(items),
+                           str(max_tokens), folder, tag], capture_output=True, text=True,
                           env=os.environ | {"SAFERLAB_HOME": folder})
     if proc.returncode:
         lines = proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"]
-        raise RuntimeError(f"the interface's batch failed: {lines[-1]}")
+        raise RuntimeError(f"{function} failed: {lines[-1]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def runner_decode(model: str, items: int, max_tokens: int, folder: str,
+                  progress: Progress, tag: str = "") -> dict[str, Any]:
+    """The runner (what `saferlab run` calls) at batch 8 on the batch the interface fires."""
+    from saferlab.engine.backends.llama_cpp import default_threads
+    from saferlab.engine.bench import lab_decode
+
+    spec, _, _ = _batch(model, items, max_tokens)
+    return lab_decode(spec, {"n_threads": default_threads(), "batch_size": 8}, progress,
+                      "saferlab run, batch 8", _store(folder, f"cli{tag}.db"))
 
 
 def tui_decode(model: str, items: int, max_tokens: int, folder: str,
@@ -269,19 +282,27 @@ def measure(model: str, items: int, max_tokens: int, threads: int | None, cache_
         for r in range(repeats):
             progress(f"  round {r + 1} of {repeats}")
             backwards = r % 2 == 1
+            apart: dict[str, Any] = {}  # the interface and the command line, each alone
+
+            def separately(order: tuple[str, ...]) -> None:
+                for function in order:
+                    apart[function] = in_process(function, model, items, max_tokens, folder,
+                                                 progress, tag=f"-{r}")
+
             if backwards:
-                tui = tui_process(model, items, max_tokens, folder, progress, tag=f"-{r}")
+                separately(("tui_decode", "runner_decode"))
             one = decode(model, items, max_tokens, threads, folder, progress, tag=f"-{r}",
                          backwards=backwards)
             if not backwards:
-                tui = tui_process(model, items, max_tokens, folder, progress, tag=f"-{r}")
-            rounds.append(one | {"tui": tui})
+                separately(("runner_decode", "tui_decode"))
+            rounds.append(one | {"tui": apart["tui_decode"], "cli": apart["runner_decode"]})
         figures["rounds"] = rounds
         figures["decode"] = {
             "plain": median_run([o["plain"] for o in rounds]),
             "lab": {n: median_run([o["lab"][n] for o in rounds]) for n in rounds[0]["lab"]},
             "prefix": prefix(model, items, max_tokens, threads, folder, progress)}
         figures["tui"] = median_run([o["tui"] for o in rounds])
+        figures["cli"] = median_run([o["cli"] for o in rounds])
         figures["cache"] = cached_rerun(model, cache_items, max_tokens, folder, progress)
         progress("  start-up")
         figures["startup"] = startup(folder)
@@ -317,7 +338,7 @@ def summarise(figures: dict[str, Any]) -> dict[str, Any]:
                                                        r["plain"]["tokens_per_s"]))
            for n in d["lab"] if n != "1"},
         "tui_vs_cli": paired(lambda r: ratio(r["tui"]["tokens_per_s"],
-                                             r["lab"]["8"]["tokens_per_s"])),
+                                             r.get("cli", r["lab"]["8"])["tokens_per_s"])),
     }
     ratios = {name: p["median"] for name, p in per_round.items()}
     ratios["prefix_reuse"] = ratio(d["prefix"]["shared"]["tokens_per_s"],
@@ -388,7 +409,7 @@ def lines(figures: dict[str, Any]) -> Iterator[str]:
               f"then {rerun['run_s']:.3f} s ({rerun['cached']} cached)", "cached_rerun",
               f"{ratios['cached_rerun']:.0f}x")
     tui = figures["tui"]
-    yield row("the lab's interface, batch 8, vs runner",
+    yield row("the lab's interface vs saferlab run",
               f"{tui['tokens']} tok in {tui['seconds']:.2f} s = {tui['tokens_per_s']:.1f} tok/s",
               "tui_vs_cli", f"{ratios['tui_vs_cli']:.2f}x")
     a = figures["absolute"]

@@ -88,7 +88,8 @@ def test_start_up_figures_come_from_the_real_command_and_interface(tmp_path):
 
 def test_every_other_round_runs_backwards(monkeypatch):
     """A machine slowing down within a round favours neither side: the pairs compared (plain
-    and batch 1, batch 8 and the interface) run next to each other, in turn in each order."""
+    and batch 1, the command line and the interface) run next to each other, in turn in each
+    order."""
     import saferlab.engine.bench as engine_bench
 
     calls = []
@@ -100,12 +101,13 @@ def test_every_other_round_runs_backwards(monkeypatch):
     monkeypatch.setattr(engine_bench, "lab_decode",
                         lambda spec, options, *a: calls.append(options["batch_size"])
                         or dict(figure))
-    monkeypatch.setattr(bench, "tui_process", lambda *a, **k: calls.append("tui") or dict(figure))
+    monkeypatch.setattr(bench, "in_process",
+                        lambda function, *a, **k: calls.append(function[:3]) or dict(figure))
     monkeypatch.setattr(bench, "prefix", lambda *a: {"shared": figure, "not_shared": figure})
     monkeypatch.setattr(bench, "cached_rerun", lambda *a: {})
     monkeypatch.setattr(bench, "startup", lambda folder: {})
     monkeypatch.setattr(bench, "recording", lambda n, folder: {})
     monkeypatch.setattr(bench, "summarise", lambda figures: {})
     figures = bench.measure("embedded", 2, 8, 2, 4, lambda line: None, repeats=2)
-    assert calls == ["plain", 1, 2, 4, 8, "tui", "tui", 8, 4, 2, 1, "plain"]
+    assert calls == ["plain", 1, 2, 4, 8, "run", "tui", "tui", "run", 8, 4, 2, 1, "plain"]
     assert list(figures["rounds"][1]["lab"]) == ["1", "2", "4", "8"]
