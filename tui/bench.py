@@ -128,17 +128,24 @@ def cached_rerun(model: str, items: int, max_tokens: int, folder: str,
     for name in ("first", "rerun"):
         progress(f"  {items}-item batch, {name} (a process of its own)")
         started = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-c", COMMAND_RSS, *args], capture_output=True,
-                              text=True, env=os.environ | {"SAFERLAB_HOME": folder})
-        if proc.returncode:
-            lines = proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"]
-            raise RuntimeError(f"saferlab run failed: {lines[-1]}")
+        proc = _child([COMMAND_RSS, *args], folder, "saferlab run")
         (run,) = json.loads(proc.stdout)
         figures[name] = {"process_s": time.perf_counter() - started,
                          "run_s": _stored(db)["seconds"], "items": run["generated"],
                          "cached": run["cached"], "tokens": run["completion_tokens"],
                          "peak_rss_mb": int(proc.stderr.strip().splitlines()[-1]) / 1024}
     return figures
+
+
+def _child(argv: list[str], folder: str, what: str) -> subprocess.CompletedProcess:
+    """``python -c ARGV`` with $SAFERLAB_HOME at ``folder``; a failure raises with the last
+    line it wrote."""
+    proc = subprocess.run([sys.executable, "-c", *argv], capture_output=True, text=True,
+                          env=os.environ | {"SAFERLAB_HOME": folder})
+    if proc.returncode:
+        lines = proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"]
+        raise RuntimeError(f"{what} failed: {lines[-1]}")
+    return proc
 
 
 CHILD = ("import json, sys; from saferlab.tui import bench; "
@@ -152,12 +159,8 @@ def in_process(function: str, model: str, items: int, max_tokens: int, folder: s
     own, as the interface and the command line run: both sides of their ratio start alike,
     and llama.cpp does not decode beside compute threads other decodings left behind."""
     progress(f"  {function.replace('_decode', '')}, batch 8 (a process of its own)")
-    proc = subprocess.run([sys.executable, "-c", CHILD, function, model, str(items),
-                           str(max_tokens), folder, tag], capture_output=True, text=True,
-                          env=os.environ | {"SAFERLAB_HOME": folder})
-    if proc.returncode:
-        lines = proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"]
-        raise RuntimeError(f"{function} failed: {lines[-1]}")
+    proc = _child([CHILD, function, model, str(items), str(max_tokens), folder, tag], folder,
+                  function)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -282,20 +285,19 @@ def measure(model: str, items: int, max_tokens: int, threads: int | None, cache_
         for r in range(repeats):
             progress(f"  round {r + 1} of {repeats}")
             backwards = r % 2 == 1
-            apart: dict[str, Any] = {}  # the interface and the command line, each alone
+            # The command line and the interface, each in a process of its own, next to each
+            # other: after the decodings of this process, or before them when backwards.
+            order = ("runner_decode", "tui_decode")[::-1 if backwards else 1]
 
-            def separately(order: tuple[str, ...]) -> None:
-                for function in order:
-                    apart[function] = in_process(function, model, items, max_tokens, folder,
-                                                 progress, tag=f"-{r}")
+            def apart(tag: str = f"-{r}") -> dict[str, Any]:
+                return {f: in_process(f, model, items, max_tokens, folder, progress, tag=tag)
+                        for f in order}
 
-            if backwards:
-                separately(("tui_decode", "runner_decode"))
+            both = apart() if backwards else None
             one = decode(model, items, max_tokens, threads, folder, progress, tag=f"-{r}",
                          backwards=backwards)
-            if not backwards:
-                separately(("runner_decode", "tui_decode"))
-            rounds.append(one | {"tui": apart["tui_decode"], "cli": apart["runner_decode"]})
+            both = both or apart()
+            rounds.append(one | {"tui": both["tui_decode"], "cli": both["runner_decode"]})
         figures["rounds"] = rounds
         figures["decode"] = {
             "plain": median_run([o["plain"] for o in rounds]),
