@@ -55,9 +55,11 @@ def _requests(spec: DataSpec, ev: EvaluationSet, datasets: Path | None,
 
 
 def build_training_set(spec: DataSpec, ev: EvaluationSet, distill: Distill | None = None,
-                       datasets: Path | None = None, star1_max_chars: int = 1200) -> TrainingSet:
+                       datasets: Path | None = None, star1_max_chars: int = 1200,
+                       trim_keep: bool = True) -> TrainingSet:
     """The examples ``spec`` asks for, shuffled with its seed. Raises SaferlabError for an
-    unreadable source; drops (and counts) anything that is an evaluation item."""
+    unreadable source; drops (and counts) anything that is an evaluation item. ``trim_keep``:
+    keep answers end at their last full sentence (see TrainSpec.trims_keep)."""
     spec.check()
     counts = spec.counts()
     examples: list[Example] = []
@@ -90,7 +92,8 @@ def build_training_set(spec: DataSpec, ev: EvaluationSet, distill: Distill | Non
             if requests is None:
                 requests, _, _ = _requests(spec, ev, datasets, excluded)
             protective = protective_prompts(requests, spec.protective, spec.seed, ev)
-        examples += keep_examples(counts["keep"], spec.seed, distill, ev, protective)
+        examples += keep_examples(counts["keep"], spec.seed, distill, ev, protective,
+                                  trim_keep)
         sources["keep"] = "training.toml keep instructions, answered by the model itself"
         if protective:
             sources["keep"] += (f", with {len(protective)} protective questions about the "

@@ -175,14 +175,17 @@ def keep_prompts(seed: int = 0) -> list[str]:
     return out
 
 
-def clean_answer(text: str) -> str | None:
-    """A self-distilled answer worth training on: not a refusal, cut after its last full
-    sentence (an answer cut by the token budget must not teach stopping mid-sentence)."""
+def clean_answer(text: str, trim: bool = True) -> str | None:
+    """A self-distilled answer worth training on: not a refusal, and with ``trim`` cut after
+    its last full sentence (an answer cut by the token budget and learned whole must not
+    teach stopping mid-sentence)."""
     from ..judges.safety import RefusalHeuristic
 
     text = text.strip()
     if not text or RefusalHeuristic().decide(text)[0]:
         return None
+    if not trim:
+        return text
     end = max(text.rfind(". "), text.rfind(".\n"), text.rfind("!"), text.rfind("?"),
               text.rfind("```"), len(text) - 1 if text.endswith((".", "!", "?", "```")) else -1)
     return text[: end + 1].strip() if end > len(text) // 3 else text
@@ -202,14 +205,16 @@ def protective_prompts(requests: list[str], count: int, seed: int,
 
 
 def keep_examples(count: int, seed: int, distill: Distill | None,
-                  ev: EvaluationSet, protective: list[str] | None = None) -> list[Example]:
+                  ev: EvaluationSet, protective: list[str] | None = None,
+                  trim: bool = True) -> list[Example]:
     if count == 0:
         return []
     if distill is None:
         raise SaferlabError("keep data needs the model to answer it", EXIT_USAGE)
     prompts = [p for p in keep_prompts(seed) + list(protective or ()) if not ev.holds(p)]
     answers = distill([(Message("user", p),) for p in prompts])
-    pairs = [(p, a) for p, a in zip(prompts, map(clean_answer, answers)) if a]
+    pairs = [(p, a) for p, a in zip(prompts, (clean_answer(a, trim) for a in answers))
+             if a]
     if not pairs:
         raise SaferlabError("the model refused every keep instruction; nothing to keep",
                             EXIT_USAGE)

@@ -236,9 +236,9 @@ def train(spec: TrainSpec, recorder: TrainingRecorder | None = None, emit: Emit 
         emit(TrainingStage(None, "building the training set"))
         ev = evaluation_set(Path(spec.datasets).expanduser() if spec.datasets else None)
         datasets = Path(spec.datasets).expanduser() if spec.datasets else None
-        distill = _distill(backend, on_key, spec.keep_max_tokens, base, on_adapters, emit,
-                           cancel)
-        training = build_training_set(spec.data, ev, distill, datasets)
+        distill = _distill(backend, on_key, spec.keep_budget, base, on_adapters, emit, cancel)
+        training = build_training_set(spec.data, ev, distill, datasets,
+                                      trim_keep=spec.trims_keep)
         if cancel.is_set():  # nothing is kept: the same command starts it again
             raise SaferlabError("cancelled before training began; nothing was saved",
                                 EXIT_CANCELLED)

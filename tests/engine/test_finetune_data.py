@@ -12,7 +12,8 @@ from saferlab.engine.errors import SaferlabError
 from saferlab.engine.finetune.build import build_training_set
 from saferlab.engine.finetune.data import DataSpec, Example, examples_sha256, training_text
 from saferlab.engine.finetune.reasoning_data import gsm8k_examples, math_examples
-from saferlab.engine.finetune.safety_data import (category, harmful_requests, keep_prompts,
+from saferlab.engine.finetune.safety_data import (category, clean_answer, harmful_requests,
+                                                  keep_prompts,
                                                   protective_prompts, refusal, reshaped,
                                                   safety_examples, star1_examples,
                                                   star1_requests, task_of)
@@ -248,6 +249,25 @@ def test_keep_data_uses_the_models_own_answers_and_drops_its_refusals():
     assert calls == [len(keep_prompts())]
     assert built.counts == {"keep": 12}
     assert all(not RefusalHeuristic().decide(e.messages[-1].content)[0] for e in built.examples)
+
+
+def test_keep_answers_learned_on_their_opening_are_kept_as_the_model_wrote_them():
+    """Cut after the last full sentence when learned whole (an answer cut by the budget must
+    not teach stopping mid-sentence); as written when only the opening is learned, so that a
+    short budget does not cut an answer to its first sentence and teach an end there."""
+    cut = "Water it weekly. Keep the pot near a bright window. Turn it now and"
+
+    def distill(conversations):
+        return [cut for _ in conversations]
+
+    spec = DataSpec(data="none", keep_ratio=1.0, n=4)
+    trimmed = build_training_set(spec, EvaluationSet(), distill)
+    kept = build_training_set(spec, EvaluationSet(), distill, trim_keep=False)
+    assert {e.messages[-1].content for e in trimmed.examples} == {
+        "Water it weekly. Keep the pot near a bright window."}
+    assert {e.messages[-1].content for e in kept.examples} == {cut}
+    assert kept.sha256 != trimmed.sha256
+    assert clean_answer("I'm sorry, but I can't help with that.", trim=False) is None
 
 
 def test_protective_questions_ask_about_a_requests_task_and_are_kept_not_refused(monkeypatch):

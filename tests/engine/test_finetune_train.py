@@ -170,3 +170,21 @@ def test_lora_targets_name_groups_or_modules_and_reach_the_command_line(tmp_path
     del stored["keep_loss_tokens"]
     assert TrainSpec.from_dict(stored).keep_loss_tokens == 0
     assert TrainSpec.from_dict(_spec(tmp_path).to_dict()).keep_loss_tokens == 32
+
+
+def test_keep_answers_are_decoded_as_far_as_they_are_learned(tmp_path):
+    """Learned on their first 32 tokens, keep answers are decoded to 48 and kept as written;
+    learned whole, to 128 and cut after their last full sentence; a recipe recorded with a
+    budget of its own (the shipped ones: 128) is built as it was."""
+    from saferlab.engine.errors import SaferlabError
+
+    new = _spec(tmp_path)
+    assert (new.keep_budget, new.trims_keep) == (48, False)
+    whole = _spec(tmp_path, keep_loss_tokens=0)
+    assert (whole.keep_budget, whole.trims_keep) == (128, True)
+    stored = new.to_dict() | {"keep_max_tokens": 128}
+    recipe = TrainSpec.from_dict(stored)
+    assert (recipe.keep_budget, recipe.trims_keep) == (128, True)
+    assert TrainSpec.from_dict(new.to_dict()).keep_budget == 48
+    with pytest.raises(SaferlabError, match="keep_max_tokens"):
+        _spec(tmp_path, keep_max_tokens=0).check()
