@@ -9,6 +9,7 @@ and the peak it reports is that training's own.
 
 from __future__ import annotations
 
+import _thread
 import multiprocessing
 import threading
 import traceback
@@ -82,18 +83,41 @@ def train_apart(db: Path, spec: Any, resume: Any = None) -> Any:
                        f"{child.exitcode} and no result")
 
 
+def follow_parent(parent: Any) -> threading.Thread:
+    """When ``parent`` (a process with join()) ends, stop this process's training as Ctrl-C
+    does: after the current step, with a checkpoint. A parent killed (SIGTERM, SIGKILL, a
+    closed terminal) otherwise left its training running on alone, holding the CPU."""
+    def watch() -> None:
+        parent.join()
+        _thread.interrupt_main()
+
+    watcher = threading.Thread(target=watch, name="saferlab-follow-parent", daemon=True)
+    watcher.start()
+    return watcher
+
+
 def _child(db: str, spec: Any, resume: Any, send: Any) -> None:
     from saferlab.db import Store
+
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        follow_parent(parent)
+
+    def tell(message: tuple[str, Any]) -> None:
+        try:
+            send.send(message)
+        except OSError:
+            pass  # the parent is gone; the database holds what was done
 
     try:
         outcome = run_training(Store(Path(db)), spec, resume)
     except SaferlabError as exc:
-        send.send(("error", (exc.message, exc.exit_code)))
+        tell(("error", (exc.message, exc.exit_code)))
     except KeyboardInterrupt:
         return  # the second Ctrl-C: quit now, as the parent does
     except BaseException:
-        send.send(("crash", traceback.format_exc()))
+        tell(("crash", traceback.format_exc()))
     else:
-        send.send(("outcome", outcome))
+        tell(("outcome", outcome))
     finally:
         send.close()

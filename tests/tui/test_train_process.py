@@ -60,3 +60,53 @@ print(json.dumps({{"status": outcome.status, "steps": outcome.steps,
     assert row["id"] == result["id"] and row["status"] == "finished"
     assert row["adapter_path"] == result["folder"]
     assert (tmp_path / "apart" / "adapter.gguf").is_file()
+
+
+@pytest.mark.model
+def test_a_training_whose_parent_is_killed_stops_with_a_checkpoint(tmp_path):
+    """Killed outright (SIGKILL: no handler runs), the parent cannot stop its training; the
+    child sees it gone and stops as Ctrl-C stops it, after the current step with a checkpoint,
+    instead of training on alone."""
+    import os
+    import signal
+    import sqlite3
+    import time
+
+    pytest.importorskip("peft")
+    db = tmp_path / "t.db"
+    spec = _spec(tmp_path, steps=400, save_every=1)
+    script = f"""
+import json
+from pathlib import Path
+from saferlab.engine.finetune.spec import TrainSpec
+from saferlab.tui.train_process import train_apart
+
+train_apart(Path({str(db)!r}), TrainSpec.from_dict(json.loads({json.dumps(json.dumps(spec.to_dict()))})))
+"""
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+
+    def query(sql):
+        try:
+            with sqlite3.connect(db) as con:
+                return con.execute(sql).fetchone()
+        except sqlite3.Error:
+            return None
+
+    try:
+        deadline = time.monotonic() + 240
+        while (query("select count(*) from training_steps") or (0,))[0] < 1:
+            assert parent.poll() is None and time.monotonic() < deadline
+            time.sleep(0.5)
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait()
+        deadline = time.monotonic() + 120
+        while (query("select status from trainings") or ("running",))[0] == "running":
+            assert time.monotonic() < deadline, "the training went on without its parent"
+            time.sleep(0.5)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+    status, steps = query("select status, steps from trainings")
+    assert status == "interrupted" and steps < 400
+    assert list(tmp_path.glob(".apart.checkpoints/checkpoint-*"))
