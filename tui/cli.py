@@ -250,7 +250,7 @@ def bench(
     max_tokens: int = typer.Option(64, "--max-tokens", min=1),
     threads: Optional[int] = typer.Option(None, "--threads", min=1),
     cache_items: int = typer.Option(100, "--cache-items", min=2, help="Items of the batch that is run twice (the second time from the result cache) and whose peak RSS is measured."),
-    repeats: int = typer.Option(3, "--repeats", min=1, help="Rounds of the decodings compared with one another (plain, the lab at each batch size, the interface); each ratio is the median of the rounds' ratios."),
+    repeats: int = typer.Option(5, "--repeats", min=1, help="Rounds of the decodings compared with one another (plain, the lab at each batch size, the interface); each ratio is the median of the rounds' ratios."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="hf: requests decoded together."),
     concurrency: int = typer.Option(4, "--concurrency", min=1, help="openai: requests in flight."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document: every figure, ratio and target."),
