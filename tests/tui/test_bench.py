@@ -37,6 +37,16 @@ def test_the_report_gives_each_figure_with_its_target():
     assert targets["first_frame_s"]["met"] is None and targets["help_s"]["met"]
 
 
+def test_a_ratio_just_under_its_target_is_not_printed_as_the_target():
+    f = figures()
+    f.update(bench.summarise(f))
+    f["ratios"]["tui_vs_cli"] = 0.9496
+    f["ratios"]["sequential_generation"] = 0.9712
+    text = "\n".join(bench.lines(f))
+    assert "0.950x   target >= 0.95: NOT met" in text
+    assert "0.97x   target >= 0.97" in text  # two decimals when they do not hide a miss
+
+
 def test_each_ratio_is_the_median_of_the_ratios_within_a_round():
     def one(plain, lab1, lab8, tui):
         run = {"tokens": 640, "decode_s": 640 / lab1}
