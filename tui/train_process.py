@@ -83,7 +83,7 @@ def train_apart(db: Path, spec: Any, resume: Any = None) -> Any:
                        f"{child.exitcode} and no result")
 
 
-def follow_parent(parent: Any) -> threading.Thread:
+def _follow_parent(parent: Any) -> None:
     """When ``parent`` (a process with join()) ends, stop this process's training as Ctrl-C
     does: after the current step, with a checkpoint. A parent killed (SIGTERM, SIGKILL, a
     closed terminal) otherwise left its training running on alone, holding the CPU."""
@@ -91,9 +91,7 @@ def follow_parent(parent: Any) -> threading.Thread:
         parent.join()
         _thread.interrupt_main()
 
-    watcher = threading.Thread(target=watch, name="saferlab-follow-parent", daemon=True)
-    watcher.start()
-    return watcher
+    threading.Thread(target=watch, name="saferlab-follow-parent", daemon=True).start()
 
 
 def _child(db: str, spec: Any, resume: Any, send: Any) -> None:
@@ -101,7 +99,7 @@ def _child(db: str, spec: Any, resume: Any, send: Any) -> None:
 
     parent = multiprocessing.parent_process()
     if parent is not None:
-        follow_parent(parent)
+        _follow_parent(parent)
 
     def tell(message: tuple[str, Any]) -> None:
         try:
