@@ -32,6 +32,16 @@ N_BATCH = 512  # tokens per llama_decode call at most (prompt tokens of admitted
 CHUNK = 16  # the shared prefix is cut to a whole number of these blocks
 
 
+def shared_length(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many tokens two token lists start with in common."""
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
 def set_loras(ctx: Any, handles: list[Any], scales: list[float]) -> None:
     """Make these LoRA adapters (llama.cpp handles, each at its scale) the ones a context
     applies; none: the base model."""
@@ -236,12 +246,7 @@ class BatchDecoder:
             return []
         first, common = prompts[0], min(len(p) for p in prompts) - 1
         for other in prompts[1:]:
-            n = 0
-            for a, b in zip(first[:common], other):
-                if a != b:
-                    break
-                n += 1
-            common = n
+            common = shared_length(first[:common], other)
         return first[: common // CHUNK * CHUNK]
 
     def _evaluate_prefix(self, prefix: list[int]) -> None:

@@ -23,7 +23,7 @@ from ..types import (FINISH_CANCELLED, FINISH_ERROR, FINISH_LENGTH, FINISH_STOP,
                      AdapterStack, GenerationRequest, GenerationResult, Message)
 from .base import (CHATML, DEFAULT_BATCH, AdapterArg, OnToken, named_adapters, one_at_a_time,
                    render_chat)
-from .llama_batch import BatchDecoder, set_loras
+from .llama_batch import BatchDecoder, set_loras, shared_length
 
 DEFAULT_CTX = 4096
 CHUNK = 16  # prompt evaluation block; see _reuse_prefix
@@ -289,12 +289,7 @@ class LlamaCppBackend:
             opening = self.llm.tokenize(bare.encode("utf-8"), add_bos=False, special=True)
         except Exception:  # a template that refuses an empty message: blocks from 0
             return 0
-        shared = 0
-        for a, b in zip(opening, tokens):
-            if a != b:
-                break
-            shared += 1
-        offset = shared % CHUNK
+        offset = shared_length(opening, tokens) % CHUNK
         return offset if offset < len(tokens) else 0
 
     def _reuse_prefix(self, tokens: list[int], offset: int = 0) -> list[int]:
@@ -311,12 +306,7 @@ class LlamaCppBackend:
         """
         llm = self.llm
         try:
-            cached = llm._input_ids[: llm.n_tokens]
-            common = 0
-            for a, b in zip(cached, tokens):
-                if a != b:
-                    break
-                common += 1
+            common = shared_length(llm._input_ids[: llm.n_tokens], tokens)
             # At least one token is evaluated afresh: its logits start the decode.
             usable = min(common, len(tokens) - 1)
             keep = 0
