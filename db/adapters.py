@@ -43,13 +43,14 @@ def _use_as(row: dict[str, Any]) -> str:
     return str(path)
 
 
-def all_adapters(store: Store) -> list[dict[str, Any]]:
-    """Every adapter, one row per format, with where it came from."""
+def all_adapters(store: Store | None) -> list[dict[str, Any]]:
+    """Every adapter, one row per format, with where it came from (None: no database, the
+    saved adapters alone)."""
     rows: dict[str, dict[str, Any]] = {}
     for saved in saved_adapters():
         for row in _saved_rows(saved):
             rows[row["path"]] = row
-    for row in adapter_rows(store):
+    for row in adapter_rows(store) if store is not None else ():
         mine = rows.get(row["path"])
         if mine is None:
             rows[row["path"]] = row | {"origin": row.get("origin") or (

@@ -76,6 +76,7 @@ class Database:
             conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000,
                                    isolation_level=None)
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            self._refuse_foreign(conn)
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA foreign_keys = ON")
             conn.execute("PRAGMA synchronous = NORMAL")
@@ -84,6 +85,16 @@ class Database:
         except sqlite3.DatabaseError as exc:
             raise SaferlabError(f"{where}: {exc}", EXIT_DATABASE) from None
         return sqlite_utils.Database(conn)
+
+    def _refuse_foreign(self, conn: sqlite3.Connection) -> None:
+        """Another program's database is left as it is: no WAL, no saferlab tables."""
+        tables = {row[0] for row in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")}
+        if tables and "_migrations" not in tables:
+            conn.close()
+            shown = ", ".join(sorted(tables)[:3]) + (", ..." if len(tables) > 3 else "")
+            raise SaferlabError(f"{self.path} is not a saferlab database (it holds the tables "
+                                f"{shown}); give another --db", EXIT_DATABASE)
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         conn.execute("CREATE TABLE IF NOT EXISTS _migrations "

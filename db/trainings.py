@@ -68,15 +68,17 @@ class TrainingLog:
                 self.store._register_adapter(adapter)
 
 
-def find_training(store: Store, target: str) -> dict[str, Any]:
-    """A training by id (``7``, ``t7``) or by name (the newest of that name)."""
+def find_training(store: Store, target: str, unfinished_first: bool = False) -> dict[str, Any]:
+    """A training by id (``7``, ``t7``) or by name (the newest of that name; with
+    ``unfinished_first``, the newest interrupted one if there is one: what a resume means)."""
     t = target.strip()
     ident = t[1:] if t[:1].lower() == "t" and t[1:].isdigit() else t
     if ident.isdigit():
         rows = list(store.query("SELECT * FROM trainings WHERE id = ?", [int(ident)]))
     else:
-        rows = list(store.query("SELECT * FROM trainings WHERE name = ? ORDER BY id DESC "
-                                "LIMIT 1", [t]))
+        first = "status IN ('interrupted', 'running') DESC, " if unfinished_first else ""
+        rows = list(store.query(f"SELECT * FROM trainings WHERE name = ? ORDER BY {first}id "
+                                "DESC LIMIT 1", [t]))
     if not rows:
         raise SaferlabError(f"no training {target!r} in {store.path}", EXIT_USAGE)
     return rows[0]

@@ -16,8 +16,8 @@ from typing import Any, Sequence
 
 from .errors import EXIT_MODEL, EXIT_USAGE, SaferlabError
 from .models import HashCache, file_sha256, parse_model_spec
-from .saved_adapters import (META_FILE, SHIPPED, TRAINED, SavedAdapter, find_saved, read_saved,
-                             saved_adapters, shipped_root)
+from .saved_adapters import (META_FILE, SHIPPED, TRAINED, SavedAdapter, find_saved, meta_problem,
+                             read_saved, saved_adapters, shipped_root, trained_root)
 from .types import AdapterStack, AdapterUse
 
 # What each scheme's backend loads.
@@ -63,12 +63,16 @@ def resolve_one(source: str, model: str, cache: HashCache | None = None) -> dict
     if saved is not None:
         return _saved_info(saved, scheme, cache)
     path = Path(source).expanduser()
+    named = trained_root() / source  # saferlab's folder of that name, if it cannot be read
+    if bare and not path.exists() and (named / META_FILE).is_file() and meta_problem(named):
+        path = named
     if path.is_dir() and (path / META_FILE).is_file():
         # saferlab made it, wherever it lies now
         saved = read_saved(path, SHIPPED if path.resolve().is_relative_to(shipped_root())
                            else TRAINED)
-        if saved is not None:
-            return _saved_info(saved, scheme, cache)
+        if saved is None:
+            raise SaferlabError(f"adapter {source!r}: {meta_problem(path)}", EXIT_MODEL)
+        return _saved_info(saved, scheme, cache)
     if path.exists() or source.lower().endswith(".gguf") or "/" in source:
         info = (check_gguf_lora(path) if scheme == "gguf" else check_peft_adapter(path))
         return info | {"name": safe_name(info["name"]), "kind": KINDS[scheme], "origin": "file"}

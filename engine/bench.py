@@ -88,7 +88,7 @@ def lab_decode(spec: SessionSpec, options: dict[str, Any], progress: Progress, l
             "tokens_per_s": tokens / clock.seconds if clock.seconds else None,
             "decode_s": clock.decode_ms / 1000, "items": sum(r.generated for r in runs),
             "cached": sum(r.cached for r in runs), "failed": sum(r.errors for r in runs),
-            "load_s": loaded}
+            "error": next((r.error for r in runs if r.error), None), "load_s": loaded}
 
 
 def warm_up(spec: SessionSpec, **model: Any) -> None:

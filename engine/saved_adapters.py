@@ -6,6 +6,7 @@ provenance: the base model it was trained on, the adapters under it, the data an
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -18,6 +19,8 @@ META_FILE = "saferlab.json"
 GGUF_FILE = "adapter.gguf"
 SHIPPED_FOLDER = "adapters"  # inside saferlab.prompts
 SHIPPED, TRAINED = "shipped", "trained"
+# An adapter's name: no '+' or '@', which join and scale adapters in a stack.
+ADAPTER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 @dataclass(frozen=True)
@@ -47,15 +50,41 @@ class SavedAdapter:
         return self.meta.get("base") or {}
 
 
-def read_saved(folder: Path, origin: str) -> SavedAdapter | None:
-    """The adapter in ``folder``, or None when it holds no readable saferlab.json."""
+def _read_meta(folder: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """``folder``'s saferlab.json, or None and what makes it unusable (one line). The fields
+    checked are those the lab reads to list, match and load an adapter."""
+    path = folder / META_FILE
     try:
-        meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(meta, dict) or not isinstance(meta.get("name"), str):
-        return None
-    return SavedAdapter(meta["name"], folder, meta, origin)
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        return None, f"{path} cannot be read: {exc.strerror or exc}"
+    except ValueError as exc:
+        return None, f"{path} is not JSON ({exc})"
+    if not isinstance(meta, dict):
+        return None, f"{path} is not a JSON object"
+    name = meta.get("name")
+    if not isinstance(name, str) or not ADAPTER_NAME.fullmatch(name):
+        return None, (f"{path}: 'name' must be an adapter name (letters, digits, '.', '_' and "
+                      f"'-'), not {name!r}")
+    for key in ("base", "on", "sha256", "training"):
+        if meta.get(key) is not None and not isinstance(meta[key], dict):
+            return None, f"{path}: '{key}' must be an object, not {type(meta[key]).__name__}"
+    on_key = (meta.get("on") or {}).get("key")
+    if on_key is not None and not isinstance(on_key, str):
+        return None, f"{path}: 'on.key' must be text, not {type(on_key).__name__}"
+    return meta, None
+
+
+def meta_problem(folder: Path) -> str | None:
+    """What makes ``folder``'s saferlab.json unusable, or None when it is sound."""
+    return _read_meta(folder)[1]
+
+
+def read_saved(folder: Path, origin: str) -> SavedAdapter | None:
+    """The adapter in ``folder``, or None when its saferlab.json is missing or unusable
+    (meta_problem says why)."""
+    meta, _ = _read_meta(folder)
+    return None if meta is None else SavedAdapter(meta["name"], folder, meta, origin)
 
 
 def shipped_root() -> Path:
@@ -66,19 +95,31 @@ def trained_root() -> Path:
     return home_dir() / "adapters"
 
 
-def _scan(root: Path, origin: str) -> list[SavedAdapter]:
+def _folders(origin: str) -> list[Path]:
+    """The folders holding a saferlab.json under the shipped or the trained root."""
+    root = shipped_root() if origin == SHIPPED else trained_root()
     if not root.is_dir():
         return []
     # Shipped sets live one level deeper: adapters/<base model>/<name>/saferlab.json
     pattern = f"*/*/{META_FILE}" if origin == SHIPPED else f"*/{META_FILE}"
-    found = (read_saved(meta.parent, origin) for meta in sorted(root.glob(pattern)))
+    return [meta.parent for meta in sorted(root.glob(pattern))]
+
+
+def _scan(origin: str) -> list[SavedAdapter]:
+    found = (read_saved(folder, origin) for folder in _folders(origin))
     return [a for a in found if a is not None]
+
+
+def unreadable_adapters() -> list[str]:
+    """Why each adapter folder that saved_adapters() leaves out was left out (one line each)."""
+    problems = (meta_problem(f) for origin in (SHIPPED, TRAINED) for f in _folders(origin))
+    return [p for p in problems if p]
 
 
 def saved_adapters() -> list[SavedAdapter]:
     """Every shipped and trained adapter (a trained one shadows a shipped one of its name)."""
-    out: dict[str, SavedAdapter] = {a.name: a for a in _scan(shipped_root(), SHIPPED)}
-    out.update({a.name: a for a in _scan(trained_root(), TRAINED)})
+    out: dict[str, SavedAdapter] = {a.name: a for a in _scan(SHIPPED)}
+    out.update({a.name: a for a in _scan(TRAINED)})
     return list(out.values())
 
 

@@ -107,6 +107,8 @@ class AdapterStack:
             if not name:
                 raise ValueError(f"empty adapter name in {text!r}")
             try:
+                if "_" in scale:  # float() reads "1_0" as 10
+                    raise ValueError(scale)
                 value = float(scale) if at else 1.0
             except ValueError:
                 raise ValueError(f"adapter scale {scale.strip()!r} in {text!r} is not a "

@@ -24,6 +24,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from saferlab.engine.errors import EXIT_ITEMS_FAILED, SaferlabError
+
 from .bench_export import CHILD as COMMAND_RSS  # a saferlab command that reports its peak RSS
 
 Progress = Callable[[str], None]
@@ -452,6 +454,9 @@ def runner_only(model: str, items: int, max_tokens: int, threads: int | None,
     with tempfile.TemporaryDirectory(prefix="saferlab-bench-") as folder:
         r = lab_decode(spec, options | ({"n_threads": threads} if threads else {}), progress,
                        model, _store(folder, "runner.db"))
+    if r["failed"] and not r["tokens"]:
+        raise SaferlabError(f"{model}: no speed to give, {r['error'] or 'every item failed'}",
+                            EXIT_ITEMS_FAILED)
     failed = f"; {r['failed']} items failed" if r["failed"] else ""
     return {"model": model, "runner": r,
             "line": f"{model} through saferlab: {r['tokens']} tokens in {r['seconds']:.2f} s = "

@@ -207,7 +207,7 @@ def runs(
     """Runs stored in the database, newest first, with their meters."""
     from saferlab.db import list_runs
 
-    rows = list_runs(open_store(db), limit)
+    rows = list_runs(open_store(db, existing=True), limit)
     output(rows, as_json, render.runs_table)
 
 
@@ -224,8 +224,13 @@ def adapters_list(ctx: typer.Context, db: Optional[Path] = DbOption,
     if ctx.invoked_subcommand is not None:
         return
     from saferlab.db.adapters import all_adapters
+    from saferlab.engine.saved_adapters import unreadable_adapters
 
-    output(all_adapters(open_store(db)), as_json, render.adapters_table)
+    for problem in unreadable_adapters():  # left out of the list: say which and why
+        typer.echo(f"saferlab: warning: left out: {problem}", err=True)
+    # A --db that names no file yet registers nothing: list the saved ones, make no file.
+    store = None if db is not None and not db.exists() else open_store(db)
+    output(all_adapters(store), as_json, render.adapters_table)
 
 
 @adapters_app.command("add")

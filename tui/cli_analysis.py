@@ -93,7 +93,7 @@ def report(run_id: int = typer.Argument(...), db: Optional[Path] = DbOption,
     from saferlab.db.outcomes import get_run, judge_decisions, split_findings
     from saferlab.engine.analysis import agreement
 
-    store = open_store(db)
+    store = open_store(db, existing=True)
     run = get_run(store, run_id)
     data = {
         "run": {"id": run_id, "status": run["status"], "config": run["config"],
@@ -112,7 +112,7 @@ def compare(run_a: int = typer.Argument(...), run_b: int = typer.Argument(...),
     from saferlab.db.analyses import compare as compare_stored
     from saferlab.db.outcomes import get_run
 
-    store = open_store(db)
+    store = open_store(db, existing=True)
     runs = [get_run(store, run_a), get_run(store, run_b)]
     rows = compare_stored(store, run_a, run_b, seed)
     data = {"a": {"id": run_a, "config": runs[0]["config"]},
@@ -128,7 +128,7 @@ def tradeoff(session: Optional[str] = typer.Argument(None, help="s3, 3 or last (
     correlation between reasoning and safety."""
     from saferlab.db.analyses import analyse_session
 
-    store = open_store(db)
+    store = open_store(db, existing=True)
     data = analyse_session(store, session or "last").tradeoff(show.run_label)
     output(data, as_json, show.tradeoff)
 

@@ -32,7 +32,7 @@ def export(
     if fmt not in FORMATS:
         raise SaferlabError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}",
                             EXIT_USAGE)
-    store = open_store(db)
+    store = open_store(db, existing=True)
     if output_path is None:
         result = run_export(store, list(targets or []), fmt, sys.stdout, redact)
     else:

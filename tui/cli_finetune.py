@@ -73,11 +73,13 @@ def finetune(
                              keep_ratio=keep_ratio, seed=seed, protective=protective,
                              also_refuse=also_refuse)
         default_name = data if safety == "none" else f"{data}-{safety.partition(':')[0]}"
-        spec = TrainSpec(name=name or default_name, model=model, data=data_spec, on=on,
+        spec = TrainSpec(name=default_name if name is None else name, model=model, data=data_spec, on=on,
                          out=str(out) if out else None, steps=steps, epochs=epochs, lr=lr,
                          rank=rank, alpha=alpha, targets=targets, batch_size=batch_size,
                          max_len=max_len, seed=seed, device=device, dtype=dtype, threads=threads,
                          keep_loss_tokens=keep_loss_tokens, datasets=str(datasets) if datasets else None)
+    if resume_state is None:
+        spec.with_steps().check()  # here, before the training's process imports torch
     from .train_process import run_training
 
     outcome = run_training(store, spec, resume_state)
@@ -97,7 +99,7 @@ def _resumable(store, target: str):
     from saferlab.db.trainings import find_training
     from saferlab.engine.finetune.spec import TrainSpec
 
-    row = find_training(store, target)
+    row = find_training(store, target, unfinished_first=True)
     if row["status"] == "finished":
         raise SaferlabError(f"training {row['name']} (t{row['id']}) finished already: its "
                             f"adapter is at {row['adapter_path']}", EXIT_USAGE)
@@ -181,7 +183,7 @@ def trainings(limit: Optional[int] = typer.Option(None, "--limit", "-n", min=1),
     """Fine-tuning runs stored in the database, newest first."""
     from saferlab.db.trainings import list_trainings
 
-    output(list_trainings(open_store(db), limit), as_json, _trainings_table)
+    output(list_trainings(open_store(db, existing=True), limit), as_json, _trainings_table)
 
 
 def _trainings_table(console, rows: list[dict[str, Any]]) -> None:
@@ -247,13 +249,22 @@ def experiment_finetune(
                              out=str(out) if out else None,
                              datasets=str(datasets) if datasets else None, harmful=harmful,
                              threads=threads, device=device)
+    exp.check()
     if dry_run:
+        from saferlab.engine.finetune.experiment import EVAL_ATTACKS
         from saferlab.engine.finetune.spec import command_line
 
-        for spec in exp.trainings():
-            state = "reuse" if trained_already(spec) else "train"
-            typer.echo(f"{state}: {command_line(spec)} --out {spec.out}")
-        typer.echo(f"then {len(exp.stacks()) + 1} configurations over harmful, benign, math "
+        planned = [{"name": spec.name, "state": "reuse" if trained_already(spec) else "train",
+                    "command": f"{command_line(spec)} --out {spec.out}"}
+                   for spec in exp.trainings()]
+        configurations = len(exp.stacks()) + 1
+        if as_json:
+            output({"trainings": planned, "configurations": configurations,
+                    "attacks": list(EVAL_ATTACKS)}, True, None)
+            return
+        for p in planned:
+            typer.echo(f"{p['state']}: {p['command']}")
+        typer.echo(f"then {configurations} configurations over harmful, benign, math "
                    "and privacy items, and over harmful items under prefix-injection", err=True)
         return
     store = open_store(db)
@@ -345,6 +356,6 @@ def experiment_report(session: str = typer.Argument("last", help="s3, 3 or last.
     """The fine-tuning experiment's tables for a session (after a resumed evaluation)."""
     from saferlab.db.queries import session_runs
 
-    store = open_store(db)
+    store = open_store(db, existing=True)
     session_id, _ = session_runs(store, session)
     finetune_report(store, session_id, as_json)

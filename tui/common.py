@@ -39,9 +39,13 @@ def handles_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def open_store(db: Optional[Path]):
+def open_store(db: Optional[Path], existing: bool = False):
+    """The database ``db`` (default: the user's). ``existing``: a command that only reads
+    refuses a path with no file rather than make an empty database there."""
     from saferlab.db import Store, default_db_path
 
+    if existing and db is not None and not db.exists():
+        raise SaferlabError(f"no database at {db}", EXIT_DATABASE)
     return Store(db or default_db_path())
 
 

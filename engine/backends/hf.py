@@ -223,19 +223,24 @@ class HfBackend:
     def _attach_adapters(self, base: Any) -> Any:
         from peft import PeftModel
 
-        first, *rest = self.adapters
-        try:
-            with warnings.catch_warnings():
-                # PEFT calls a name that transformers 5 deprecates; not the user's concern.
-                warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated")
-                model = PeftModel.from_pretrained(base, first["path"],
-                                                  adapter_name=first["key"], is_trainable=False)
-                for info in rest:
-                    model.load_adapter(info["path"], adapter_name=info["key"],
-                                       is_trainable=False)
-        except Exception as exc:
-            raise SaferlabError(f"a LoRA adapter does not fit {self._what()}: "
-                                f"{type(exc).__name__}: {_first_line(exc)}", EXIT_MODEL) from None
+        model = None
+        for info in self.adapters:
+            try:
+                with warnings.catch_warnings():
+                    # PEFT calls a name that transformers 5 deprecates; not the user's concern.
+                    warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated")
+                    if model is None:
+                        model = PeftModel.from_pretrained(base, info["path"],
+                                                          adapter_name=info["key"],
+                                                          is_trainable=False)
+                    else:
+                        model.load_adapter(info["path"], adapter_name=info["key"],
+                                           is_trainable=False)
+            except Exception as exc:
+                raise SaferlabError(
+                    f"the LoRA adapter {info['path']} does not load on {self._what()} (a damaged "
+                    f"file, or one made for another model): {type(exc).__name__}: "
+                    f"{_first_line(exc)}", EXIT_MODEL) from None
         return model.to(self.device)
 
     def _setup_tokens(self) -> None:

@@ -109,7 +109,7 @@ class DataSpec:
         if self.safety_ratio + self.keep_ratio > 1.0 + 1e-9:
             raise SaferlabError("--safety-ratio and --keep-ratio add up to more than 1",
                                 EXIT_USAGE)
-        if self.safety != "none" and self.safety_ratio == 0.0 and self.data != "none":
+        if self.safety != "none" and self.safety_ratio == 0.0:
             raise SaferlabError(f"--safety {self.safety} needs a --safety-ratio above 0",
                                 EXIT_USAGE)
         if self.data == "none" and self.safety == "none" and self.keep_ratio == 0.0 \
@@ -121,6 +121,14 @@ class DataSpec:
                                 f"{self.also_refuse!r}", EXIT_USAGE)
         if self.protective < 0:
             raise SaferlabError("--protective must be 0 or more", EXIT_USAGE)
+        if self.harmful_source is not None:
+            from ..loaders import LOADERS
+
+            loader, _, path = self.harmful_source.partition(":")
+            if loader not in LOADERS or loader == "hf" or not path:
+                raise SaferlabError(f"harmful training requests come from advbench:PATH (or "
+                                    f"another loader's file), not {self.harmful_source!r}",
+                                    EXIT_USAGE)
         if not (self.reasoning_source == "math" or self.reasoning_source.startswith("gsm8k:")):
             raise SaferlabError(f"reasoning data comes from math or gsm8k:PATH, not "
                                 f"{self.reasoning_source!r}", EXIT_USAGE)

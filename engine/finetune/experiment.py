@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ..errors import EXIT_USAGE, SaferlabError
 from ..paths import home_dir
 from ..plan import RunPlan, SessionSpec, plan_session
 from ..saved_adapters import META_FILE
@@ -50,6 +51,16 @@ class FinetuneExperiment:
     def folder(self) -> Path:
         return (Path(self.out).expanduser() if self.out
                 else home_dir() / "experiments" / f"finetune-seed{self.seed}")
+
+    def check(self) -> None:
+        """Every training's options, checked before the first one starts (a bad one would
+        otherwise fail after the others have trained for an hour)."""
+        for n in self.sizes:
+            if n < 1:
+                raise SaferlabError(f"--sizes: every size must be at least 1, not {n}",
+                                    EXIT_USAGE)
+        for spec in self.trainings():
+            spec.with_steps().check()
 
     def trainings(self) -> list[TrainSpec]:
         """``aligned`` first; every other adapter trains on top of this experiment's own."""

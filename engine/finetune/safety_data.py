@@ -44,6 +44,9 @@ def harmful_requests(source: str, ev: EvaluationSet) -> tuple[list[str], int]:
         raise SaferlabError(f"harmful training requests come from advbench:PATH (or another "
                             f"loader's file), not {source!r}", EXIT_USAGE)
     prompts = [it.prompt for it in load_from(loader, path) if it.kind == "harmful"]
+    if not prompts:
+        raise SaferlabError(f"{path}: read as {loader}, it holds no harmful request",
+                            EXIT_USAGE)
     kept = list(dict.fromkeys(p for p in prompts if not ev.holds(p)))
     if not kept:
         raise SaferlabError(f"{path}: no harmful request is left once evaluation items are "
@@ -107,10 +110,17 @@ def _star1_rows(path: str) -> tuple[Path, list[dict]]:
                             EXIT_USAGE) from None
     except ValueError as exc:
         raise SaferlabError(f"{file} is not STAR-1's JSON: {exc}", EXIT_USAGE) from None
-    if not isinstance(rows, list) or not all(isinstance(r, dict) and "question" in r
-                                             and "response" in r for r in rows):
+    if not isinstance(rows, list):
         raise SaferlabError(f"{file}: expected a list of objects with question and response",
                             EXIT_USAGE)
+    for i, row in enumerate(rows, 1):
+        if not isinstance(row, dict):
+            raise SaferlabError(f"{file}, row {i}: expected an object with question and "
+                                "response", EXIT_USAGE)
+        for key in ("question", "response"):
+            if not isinstance(row.get(key), str):
+                raise SaferlabError(f"{file}, row {i}: {key!r} must be text, not "
+                                    f"{type(row.get(key)).__name__}", EXIT_USAGE)
     return file, [r for r in rows if r.get("source") not in STAR1_EVALUATION_SOURCES]
 
 

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import re
+import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from ..errors import EXIT_USAGE, SaferlabError
 from ..models import parse_model_spec
-from ..saved_adapters import trained_root
+from ..saved_adapters import ADAPTER_NAME, trained_root
 from .data import DataSpec, Example
 
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+NAME = ADAPTER_NAME
 DEFAULT_STEPS = 100
 # Keep answers: the tokens decoded beyond those learned, and the budget of whole answers.
 KEEP_MARGIN = 16
@@ -73,11 +73,14 @@ class TrainSpec:
         for option, value, low in checks:
             if value is not None and value < low:
                 raise SaferlabError(f"{option} must be at least {low}, not {value}", EXIT_USAGE)
-        if self.epochs is not None and self.epochs <= 0:
-            raise SaferlabError("--epochs must be above 0", EXIT_USAGE)
+        if self.epochs is not None and not (math.isfinite(self.epochs) and self.epochs > 0):
+            raise SaferlabError(f"--epochs must be a number above 0, not {self.epochs}",
+                                EXIT_USAGE)
         if not 0 < self.lr < 1:
             raise SaferlabError(f"--lr must be between 0 and 1, not {self.lr}", EXIT_USAGE)
         lora_targets(self.targets)
+        if self.datasets and not Path(self.datasets).expanduser().is_dir():
+            raise SaferlabError(f"--datasets {self.datasets}: no such folder", EXIT_USAGE)
         self.data.check()
 
     @property
@@ -112,7 +115,9 @@ class TrainSpec:
         return self.keep_max_tokens is not None or not self.keep_loss_tokens
 
     def with_steps(self) -> "TrainSpec":
-        return self if self.steps or self.epochs else replace(self, steps=DEFAULT_STEPS)
+        if self.steps is not None or self.epochs is not None:
+            return self
+        return replace(self, steps=DEFAULT_STEPS)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

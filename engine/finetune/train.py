@@ -35,6 +35,7 @@ from ..events import (Emit, TrainingFinished, TrainingStage, TrainingStarted, Tr
 from ..models import HashCache, ModelRef, parse_model_spec
 from ..paths import home_dir
 from ..recorder import NullTrainingRecorder, TrainingRecorder
+from ..saved_adapters import TRAINED, read_saved
 from ..types import DecodingParams, GenerationRequest, Message
 from .build import build_training_set
 from .data import Example, TrainingSet, examples_sha256
@@ -112,6 +113,9 @@ class _Watch(TrainerCallback):
 
 # -- the run -----------------------------------------------------------------------------------
 
+CANCELLED_EARLY = "cancelled before training began; nothing was saved"
+
+
 def _distill(backend: HfBackend, on: str | None, max_tokens: int, base: dict[str, Any],
              on_adapters: dict[str, Any], emit: Emit, cancel: threading.Event):
     """Keep data answered by the model being trained (with ``on`` applied), greedily. The
@@ -135,8 +139,8 @@ def _distill(backend: HfBackend, on: str | None, max_tokens: int, base: dict[str
         requests = [GenerationRequest(f"keep-{i}", c, DecodingParams(max_tokens=max_tokens),
                                       adapter=on) for i, c in enumerate(conversations)]
         results = {r.request_id: r for r in backend.generate(requests, cancel)}
-        if cancel.is_set():
-            return [""] * len(requests)
+        if cancel.is_set():  # nothing is kept: the same command starts it again
+            raise SaferlabError(CANCELLED_EARLY, EXIT_CANCELLED)
         answers = ["" if results[q.id].error else results[q.id].text for q in requests]
         try:
             cache.parent.mkdir(parents=True, exist_ok=True)
@@ -187,6 +191,28 @@ def _latest_checkpoint(folder: Path) -> Path | None:
     return found[-1] if found else None
 
 
+def _check_folders(spec: TrainSpec, resume: Resume | None) -> None:
+    """Refuse what would overwrite another training's work: an adapter folder that is there
+    already (a resume may only finish its own), and the checkpoint of an unfinished training
+    (a new training of that name would resume from it, then delete it)."""
+    folder = spec.folder
+    if resume is None:
+        if folder.exists():
+            raise SaferlabError(f"{folder} exists already; choose another --name or --out, "
+                                "or remove it", EXIT_USAGE)
+        if _latest_checkpoint(spec.checkpoints) is not None:
+            raise SaferlabError(
+                f"{spec.checkpoints} holds the checkpoint of an unfinished training of "
+                f"{spec.name}: continue it with saferlab finetune --resume {spec.name}, or "
+                "remove that folder to start afresh", EXIT_USAGE)
+    elif folder.exists():
+        made_by = read_saved(folder, TRAINED)
+        if made_by is None or (made_by.meta.get("training") or {}).get("id") != resume.training_id:
+            raise SaferlabError(
+                f"{folder} holds another adapter; resuming training t{resume.training_id} "
+                "would replace it: move it away first", EXIT_USAGE)
+
+
 def _arguments(spec: TrainSpec, backend: HfBackend) -> TrainingArguments:
     device = backend.device
     return TrainingArguments(
@@ -214,9 +240,7 @@ def train(spec: TrainSpec, recorder: TrainingRecorder | None = None, emit: Emit 
     recorder = recorder or NullTrainingRecorder()
     cancel = cancel or threading.Event()
     folder = spec.folder
-    if folder.exists() and resume is None:
-        raise SaferlabError(f"{folder} exists already; choose another --name or --out, or "
-                            "remove it", EXIT_USAGE)
+    _check_folders(spec, resume)
     started = time.perf_counter()
     if spec.threads:
         torch.set_num_threads(spec.threads)
@@ -239,9 +263,8 @@ def train(spec: TrainSpec, recorder: TrainingRecorder | None = None, emit: Emit 
         distill = _distill(backend, on_key, spec.keep_budget, base, on_adapters, emit, cancel)
         training = build_training_set(spec.data, ev, distill, datasets,
                                       trim_keep=spec.trims_keep)
-        if cancel.is_set():  # nothing is kept: the same command starts it again
-            raise SaferlabError("cancelled before training began; nothing was saved",
-                                EXIT_CANCELLED)
+        if cancel.is_set():
+            raise SaferlabError(CANCELLED_EARLY, EXIT_CANCELLED)
     else:
         examples = resume.examples
         training = TrainingSet(examples, examples_sha256(examples), {})
@@ -257,7 +280,35 @@ def train(spec: TrainSpec, recorder: TrainingRecorder | None = None, emit: Emit 
                                               training.sha256)
     else:
         training_id = resume.training_id
+    ending = _Ending(training_id, recorder, emit)
+    try:
+        return _fit(spec, backend, on_key, on_adapters, base, training, rows, resume, ending,
+                    emit, cancel, started)
+    except BaseException as exc:  # whatever stops it, the row does not stay "running"
+        if not ending.done:
+            ending(("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"),
+                   {"error": f"{type(exc).__name__}: {exc}"})
+        raise
 
+
+class _Ending:
+    """Records how a training ended, once."""
+
+    def __init__(self, training_id: int, recorder: TrainingRecorder, emit: Emit) -> None:
+        self.training_id, self.recorder, self.emit = training_id, recorder, emit
+        self.done = False
+
+    def __call__(self, status: str, result: dict[str, Any], folder: Path | None = None) -> None:
+        self.recorder.finish_training(self.training_id, status, result)
+        self.done = True
+        self.emit(TrainingFinished(self.training_id, status, str(folder) if folder else None))
+
+
+def _fit(spec: TrainSpec, backend: HfBackend, on_key: str | None, on_adapters: dict[str, Any],
+         base: dict[str, Any], training: TrainingSet, rows: list, resume: Resume | None,
+         ending: _Ending, emit: Emit, cancel: threading.Event, started: float) -> TrainOutcome:
+    """Train (the training ``ending`` records) and save its adapter."""
+    folder, training_id = spec.folder, ending.training_id
     model = _dequantized(_merge_on(backend, on_key))
     backend.model = None
     from peft import LoraConfig, get_peft_model
@@ -268,7 +319,7 @@ def train(spec: TrainSpec, recorder: TrainingRecorder | None = None, emit: Emit 
         warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated")
         model = get_peft_model(model, lora)
     device = backend.device
-    watch = _Watch(training_id, recorder, emit, cancel)
+    watch = _Watch(training_id, ending.recorder, emit, cancel)
     trainer = Trainer(model=model, args=_arguments(spec, backend), train_dataset=Examples(rows),
                       data_collator=collate_with(backend.pad_id), callbacks=[watch])
     for printer in (PrinterCallback, ProgressCallback):  # progress is ours to show
@@ -278,16 +329,11 @@ def train(spec: TrainSpec, recorder: TrainingRecorder | None = None, emit: Emit 
     checkpoint = _latest_checkpoint(spec.checkpoints) if resume is not None else None
     emit(TrainingStarted(training_id, spec.name, total, len(rows),
                          int(checkpoint.name.rpartition("-")[2]) if checkpoint else 0))
-    try:
-        with warnings.catch_warnings():
-            # transformers and PEFT warn about their own internals; nothing the user can act on.
-            warnings.filterwarnings("ignore", category=FutureWarning)
-            warnings.filterwarnings("ignore", message="Could not find a config file")
-            trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    except Exception as exc:
-        recorder.finish_training(training_id, "failed", {"error": f"{type(exc).__name__}: {exc}"})
-        emit(TrainingFinished(training_id, "failed"))
-        raise
+    with warnings.catch_warnings():
+        # transformers and PEFT warn about their own internals; nothing the user can act on.
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", message="Could not find a config file")
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     duration = time.perf_counter() - started
     elapsed = time.perf_counter() - watch.started
     rate = watch.tokens / elapsed if elapsed > 0 else None
@@ -301,18 +347,14 @@ def train(spec: TrainSpec, recorder: TrainingRecorder | None = None, emit: Emit 
     outcome = TrainOutcome(training_id, "finished", None, steps, total, watch.losses, rate,
                            result["peak_rss_mb"], duration, training.sha256)
     if watch.interrupted or (cancel.is_set() and steps < total):
-        recorder.finish_training(training_id, "interrupted", result)
-        emit(TrainingFinished(training_id, "interrupted"))
+        ending("interrupted", result)
         return replace(outcome, status="interrupted")
     emit(TrainingStage(training_id, f"saving the adapter to {folder}"))
     try:
         meta = save_adapter(model, spec, base, on_adapters, on_key, training_id,
                             training.sha256, result)
     except Exception as exc:  # the checkpoint stays: a resume saves it again, untrained
-        recorder.finish_training(training_id, "interrupted",
-                                 result | {"error": f"saving failed: {type(exc).__name__}: "
-                                                    f"{exc}"})
-        emit(TrainingFinished(training_id, "interrupted"))
+        ending("interrupted", result | {"error": f"saving failed: {type(exc).__name__}: {exc}"})
         raise SaferlabError(f"saving the adapter failed ({type(exc).__name__}: {exc}); the "
                             f"trained weights are kept in {spec.checkpoints}: saferlab finetune "
                             f"--resume {spec.name} saves them again", EXIT_USAGE) from exc
@@ -320,7 +362,6 @@ def train(spec: TrainSpec, recorder: TrainingRecorder | None = None, emit: Emit 
     result |= {"adapter_path": str(folder), "adapter_sha256": meta["sha256"]["peft"],
                "gguf_path": meta.get("gguf_path"), "gguf_sha256": meta["sha256"].get("gguf"),
                "registered": meta["registered"]}
-    recorder.finish_training(training_id, "finished", result)
-    emit(TrainingFinished(training_id, "finished", str(folder)))
+    ending("finished", result, folder)
     return replace(outcome, folder=folder, adapter=meta)
 

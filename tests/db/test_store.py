@@ -55,6 +55,17 @@ def test_database_from_a_newer_release_is_refused(tmp_path):
         Store(path)
 
 
+def test_another_programs_database_is_refused_and_left_as_it_was(tmp_path):
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE contacts (name TEXT)")
+    before = path.read_bytes()
+    with pytest.raises(SaferlabError, match="not a saferlab database.*contacts") as err:
+        Store(path)
+    assert err.value.exit_code == EXIT_DATABASE
+    assert path.read_bytes() == before  # no saferlab tables, not switched to WAL
+
+
 def test_a_directory_is_not_a_database(tmp_path):
     with pytest.raises(SaferlabError, match="is a directory"):
         Store(tmp_path)

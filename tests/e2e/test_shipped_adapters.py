@@ -27,6 +27,7 @@ def test_the_shipped_set_is_complete_small_and_listed_on_a_fresh_home(tmp_path):
     assert total <= 25 * 1024 * 1024
     result = CliRunner().invoke(app, ["adapters", "--json", "--db", str(tmp_path / "fresh.db")])
     assert result.exit_code == 0, result.output
+    assert not (tmp_path / "fresh.db").exists()  # listing makes no database
     rows = json.loads(result.output)
     listed = {(r["name"], r["kind"]) for r in rows if r["origin"] == "shipped"}
     assert {(n, k) for n in SHIPPED_NAMES for k in ("peft", "gguf-lora")} <= listed

@@ -2,6 +2,7 @@
 (no model loads)."""
 
 import json
+import re
 
 import pytest
 
@@ -15,7 +16,7 @@ def test_stacks_parse_into_names_and_scales_and_print_back():
     assert stack.uses == (AdapterUse("aligned"), AdapterUse("long-cot", 0.5))
     assert stack.key == "aligned+long-cot@0.5" and stack.names == ("aligned", "long-cot")
     assert AdapterStack.parse("a@1").key == "a" and AdapterStack.parse("a@-1.25").key == "a@-1.25"
-    for bad in ("", "a++b", "a@", "a@x", "a+a@0.5", "a@inf", "a@nan"):
+    for bad in ("", "a++b", "a@", "a@x", "a+a@0.5", "a@inf", "a@nan", "a@1_0"):
         with pytest.raises(ValueError):
             AdapterStack.parse(bad)
     request = GenerationRequest("r", (Message("user", "hi"),), adapter="x+y@2")
@@ -85,6 +86,27 @@ def test_unknown_foreign_and_formatless_adapters_are_one_clear_error(trained):
         resolve_stacks("embedded", ["aligned+aligned"])
     with pytest.raises(SaferlabError, match="takes no adapters"):
         resolve_stacks("fake:echo", ["aligned"])
+
+
+@pytest.mark.parametrize("meta, says", [
+    ('{"name": "broken", "base": "embedded"}', "'base' must be an object, not str"),
+    ('{"name": "broken", "training": "x"}', "'training' must be an object"),
+    ('{"name": "broken", "on": {"key": 5}}', "'on.key' must be text"),
+    ('{"name": "a+b@2"}', "'name' must be an adapter name"),
+    ("not json", "is not JSON")])
+def test_a_damaged_saferlab_json_is_left_out_and_named_when_asked_for(trained, meta, says):
+    from saferlab.engine.saved_adapters import saved_adapters, unreadable_adapters
+
+    folder = trained["aligned"].parent / "broken"
+    folder.mkdir()
+    (folder / "saferlab.json").write_text(meta)
+    assert "broken" not in {a.name for a in saved_adapters()}
+    assert {a.name for a in saved_adapters()} >= {"aligned", "cot"}  # the others still list
+    (problem,) = unreadable_adapters()
+    assert says in problem and str(folder / "saferlab.json") in problem
+    with pytest.raises(SaferlabError, match=re.escape(says)) as err:
+        resolve_stacks("embedded", ["broken"])
+    assert err.value.exit_code == 3
 
 
 def test_served_adapters_are_names_on_the_server():

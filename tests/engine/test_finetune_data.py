@@ -141,7 +141,8 @@ def test_data_spec_counts_and_bad_options():
     for bad in (DataSpec(data="verbose"), DataSpec(safety="loud"), DataSpec(n=0),
                 DataSpec(safety_ratio=1.5), DataSpec(safety="plain"),
                 DataSpec(safety_ratio=0.7, keep_ratio=0.7),
-                DataSpec(reasoning_source="mmlu:x")):
+                DataSpec(reasoning_source="mmlu:x"),
+                DataSpec(data="none", safety="plain")):  # no safety data: keep data only
         with pytest.raises(SaferlabError):
             bad.check()
 
@@ -345,6 +346,32 @@ def test_also_refuse_adds_star1_requests_beside_advbench(tmp_path):
                                     also_refuse="star1"), EvaluationSet(), datasets=tmp_path)
     with pytest.raises(SaferlabError, match="--also-refuse"):
         DataSpec(data="none", safety="plain", safety_ratio=1.0, also_refuse="jbb").check()
+
+
+@pytest.mark.parametrize("row, says", [
+    ({"question": None, "response": "<think>x</think> I cannot help with that."},
+     "row 1: 'question' must be text, not NoneType"),
+    ({"question": ["a"], "response": "<think>x</think> No."}, "'question' must be text"),
+    ({"question": "Why?", "response": 5}, "'response' must be text, not int"),
+    ("a string", "row 1: expected an object")])
+def test_a_star1_row_of_the_wrong_shape_is_named(tmp_path, row, says):
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps([row]), encoding="utf-8")
+    for read in (lambda: star1_requests(str(path), EvaluationSet()),
+                 lambda: star1_examples(str(path), 2, 0, EvaluationSet(), 1200)):
+        with pytest.raises(SaferlabError, match=re.escape(says)) as err:
+            read()
+        assert err.value.exit_code == 2 and str(path) in err.value.message
+
+
+def test_harmful_requests_from_a_file_without_any_are_named_as_such(tmp_path):
+    math = tmp_path / "train.jsonl"
+    math.write_text(json.dumps({"question": "What is 2 + 2?", "answer": "2 + 2 = 4\n#### 4"})
+                    + "\n", encoding="utf-8")
+    with pytest.raises(SaferlabError, match="holds no harmful request"):
+        harmful_requests(f"gsm8k:{math}", EvaluationSet())
+    with pytest.raises(SaferlabError, match="advbench:PATH"):
+        DataSpec(data="none", safety="plain", safety_ratio=1.0, harmful_source="foo").check()
 
 
 def test_safety_data_without_advbench_is_one_clear_error(tmp_path):

@@ -143,13 +143,91 @@ def test_bad_training_options_fail_before_any_weights_load(tmp_path):
     for bad in (_spec(tmp_path, name="a+b"), _spec(tmp_path, model="openai:http://x/v1#m"),
                 _spec(tmp_path, steps=2, epochs=1.0), _spec(tmp_path, lr=3.0),
                 _spec(tmp_path, data=DataSpec(data="verbose")),
-                _spec(tmp_path, targets="lm_head"), _spec(tmp_path, targets="")):
+                _spec(tmp_path, targets="lm_head"), _spec(tmp_path, targets=""),
+                _spec(tmp_path, name=""), _spec(tmp_path, datasets=str(tmp_path / "nope")),
+                _spec(tmp_path, data=DataSpec(data="direct", harmful_source="foo"))):
         with pytest.raises(SaferlabError) as err:
             train(bad)
+        assert err.value.exit_code == 2
+    for epochs in (float("nan"), float("inf"), 0.0, -1.0):
+        with pytest.raises(SaferlabError, match="--epochs must be a number above 0") as err:
+            train(_spec(tmp_path, steps=None, epochs=epochs))
         assert err.value.exit_code == 2
     (tmp_path / "tiny").mkdir()
     with pytest.raises(SaferlabError, match="exists already"):
         train(_spec(tmp_path))
+
+
+def test_no_training_overwrites_another_ones_checkpoint_or_adapter(tmp_path):
+    from saferlab.engine.errors import SaferlabError
+    from saferlab.engine.finetune.spec import Resume
+    from saferlab.engine.finetune.train import train
+
+    spec = _spec(tmp_path)
+    # an interrupted training's checkpoint: a new training of that name would take it over
+    (spec.checkpoints / "checkpoint-4").mkdir(parents=True)
+    with pytest.raises(SaferlabError, match="unfinished training of tiny.*--resume tiny"):
+        train(spec)
+    assert (spec.checkpoints / "checkpoint-4").is_dir()
+    # a finished adapter of that name from another training: a resume would replace it
+    spec.folder.mkdir()
+    meta = {"name": "tiny", "training": {"id": 2}}
+    (spec.folder / "saferlab.json").write_text(json.dumps(meta))
+    with pytest.raises(SaferlabError, match="holds another adapter; resuming training t1"):
+        train(spec, resume=Resume(1, []))
+    assert json.loads((spec.folder / "saferlab.json").read_text()) == meta
+
+
+class _Calls:
+    """A TrainingRecorder that remembers how each training ended."""
+
+    def __init__(self):
+        self.ends = []
+
+    def start_training(self, config, examples, data_sha256):
+        return 7
+
+    def record_training_step(self, *args):
+        pass
+
+    def finish_training(self, training_id, status, result):
+        self.ends.append((training_id, status, result.get("error")))
+
+
+@pytest.mark.parametrize("raised, status", [(RuntimeError("out of memory"), "failed"),
+                                            (KeyboardInterrupt(), "interrupted")])
+def test_a_training_stopped_by_anything_is_not_left_running(tmp_path, monkeypatch, raised,
+                                                             status):
+    from saferlab.engine.finetune import train as training
+
+    def fail(*args, **kwargs):
+        raise raised
+
+    monkeypatch.setattr(training, "_fit", fail)
+    calls = _Calls()
+    with pytest.raises(type(raised)):
+        training.train(_spec(tmp_path, data=DataSpec(data="direct", n=4, seed=1)), calls)
+    assert calls.ends == [(7, status, f"{type(raised).__name__}: {raised}")]
+
+
+def test_cancelling_while_keep_data_is_answered_saves_nothing_and_says_so(tmp_path):
+    from saferlab.engine.errors import SaferlabError
+    from saferlab.engine.events import ignore
+    from saferlab.engine.finetune.train import _distill
+
+    cancel = threading.Event()
+
+    class Backend:
+        device, dtype = "cpu", "float32"
+
+        def generate(self, requests, cancel_event):
+            cancel.set()  # Ctrl-C while the model answers
+            return []
+
+    answer = _distill(Backend(), None, 48, {"sha256": "x"}, {}, ignore, cancel)
+    with pytest.raises(SaferlabError, match="cancelled before training began") as err:
+        answer([(Message("user", "How do I bake bread?"),)])
+    assert err.value.exit_code == 130
 
 
 def test_lora_targets_name_groups_or_modules_and_reach_the_command_line(tmp_path):

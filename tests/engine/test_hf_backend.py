@@ -313,6 +313,20 @@ def lora_folder(folder, weights="adapter_model.safetensors", peft_type="LORA"):
     return folder
 
 
+def test_a_damaged_adapter_is_named_when_it_does_not_load(gguf_ref, banana_adapter, tmp_path):
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "adapter_config.json").write_bytes(
+        (banana_adapter / "adapter_config.json").read_bytes())
+    weights = (banana_adapter / "adapter_model.safetensors").read_bytes()
+    (damaged / "adapter_model.safetensors").write_bytes(weights[: len(weights) // 2])
+    with pytest.raises(SaferlabError) as err:
+        HfBackend(gguf_ref, device="cpu", adapters=[banana_adapter, damaged])
+    assert err.value.exit_code == 3
+    assert f"the LoRA adapter {damaged} does not load" in err.value.message
+    assert "a damaged file" in err.value.message
+
+
 def test_a_pickled_adapter_is_refused_before_any_model_loads(tmp_path):
     bad = lora_folder(tmp_path / "pickled", weights="adapter_model.bin")
     with pytest.raises(SaferlabError) as err:

@@ -91,6 +91,15 @@ def test_a_model_without_a_file_gets_the_runners_figure_as_json(tmp_path, monkey
     assert "through saferlab" in doc["line"]
 
 
+def test_a_bench_whose_every_item_failed_gives_no_figure_and_exits_5(tmp_path, monkeypatch):
+    monkeypatch.setenv("SAFERLAB_HOME", str(tmp_path))
+    result = CliRunner().invoke(app, ["bench", "-m", "openai:http://127.0.0.1:9/v1#m",
+                                      "--items", "2", "--concurrency", "1"])
+    assert result.exit_code == 5, result.output
+    assert "no speed to give" in result.stderr and "127.0.0.1:9" in result.stderr
+    assert "tokens/s" not in result.stdout
+
+
 def test_start_up_figures_come_from_the_real_command_and_interface(tmp_path):
     # `saferlab --help` in processes of its own, and the interface started on a pseudo-
     # terminal until its first frame: both measured, whatever the figures are.

@@ -101,6 +101,27 @@ def test_non_gguf_model_and_unreadable_database(tmp_path):
         assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("command", [["runs"], ["trainings"], ["tradeoff"],
+                                     ["report", "1"], ["compare", "1", "2"],
+                                     ["export", "last"], ["experiment", "report"]])
+def test_a_command_that_only_reads_makes_no_database_at_a_mistyped_path(tmp_path, command):
+    typo = tmp_path / "typo.db"
+    result = runner.invoke(app, [*command, "--db", str(typo)])
+    assert result.exit_code == 4 and f"no database at {typo}" in result.stderr, result.output
+    assert not typo.exists()
+
+
+def test_adapters_lists_the_sound_ones_and_names_a_damaged_one(saferlab_home):
+    folder = saferlab_home / "adapters" / "broken"
+    folder.mkdir(parents=True)
+    (folder / "saferlab.json").write_text('{"name": "broken", "base": "embedded"}')
+    result = runner.invoke(app, ["adapters", "--json"])
+    assert result.exit_code == 0, result.output
+    assert "broken" not in {row["name"] for row in json.loads(result.stdout)}
+    assert result.stderr.strip() == (f"saferlab: warning: left out: {folder / 'saferlab.json'}: "
+                                     "'base' must be an object, not str")
+
+
 def test_prompts_json_meets_the_library_counts():
     data = json.loads(invoke("prompts", "--json").output)
     counts = {k: len(v) for k, v in data.items()}

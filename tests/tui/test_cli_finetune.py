@@ -19,6 +19,10 @@ runner = CliRunner()
     (["--safety", "plain", "--safety-ratio", "1.5"], "between 0 and 1"),
     (["--resume", "nothing-here"], "no training 'nothing-here'"),
     (["--recipe", "no-such-recipe"], "no shipped recipe 'no-such-recipe'"),
+    (["--epochs", "0"], "--epochs must be a number above 0, not 0.0"),
+    (["--epochs", "nan"], "--epochs must be a number above 0, not nan"),
+    (["--name", ""], "adapter name ''"),
+    (["--datasets", "/no/such/saferlab/folder"], "no such folder"),
 ])
 def test_bad_finetune_options_are_one_line_and_exit_2(tmp_path, args, message):
     result = runner.invoke(app, ["finetune", "--db", str(tmp_path / "t.db"), *args])
@@ -47,8 +51,33 @@ def test_the_experiment_lists_its_trainings_and_runs(tmp_path):
     sized = runner.invoke(app, ["experiment", "finetune", "--dry-run", "--sizes", "100,200",
                                 "--out", str(tmp_path / "exp")])
     assert "long-cot-n100" in sized.output and "long-cot-n200" in sized.output
-    bad = runner.invoke(app, ["experiment", "finetune", "--dry-run", "--sizes", "ten"])
-    assert bad.exit_code == 2 and "--sizes" in bad.output
+    planned = json.loads(runner.invoke(app, ["experiment", "finetune", "--dry-run", "--json",
+                                             "--out", str(tmp_path / "exp")]).stdout)
+    assert [t["name"] for t in planned["trainings"]] == names
+    assert {t["state"] for t in planned["trainings"]} == {"train"}
+    assert planned["configurations"] == 6
+    for args, says in ((["--sizes", "ten"], "--sizes"), (["--sizes", "100,0"], "at least 1"),
+                       (["--model", "fake:ok"], "local weights"),
+                       (["--harmful", "foo"], "advbench:PATH")):
+        # checked before anything trains: a bad last training would fail an hour in
+        bad = runner.invoke(app, ["experiment", "finetune", "--dry-run", *args])
+        assert bad.exit_code == 2 and says in bad.output, bad.output
+
+
+def test_a_resume_by_name_takes_the_interrupted_training_of_that_name(tmp_path):
+    from saferlab.db import Store
+    from saferlab.db.trainings import TrainingLog, find_training
+
+    store = Store(tmp_path / "t.db")
+    log = TrainingLog(store)
+    config = {"spec": {"name": "y", "model": "embedded"}}
+    first = log.start_training(config, [], "d1")
+    log.finish_training(first, "interrupted", {})
+    second = log.start_training(config, [], "d2")
+    log.finish_training(second, "finished", {})
+    assert find_training(store, "y")["id"] == second
+    assert find_training(store, "y", unfinished_first=True)["id"] == first
+    assert find_training(store, f"t{second}", unfinished_first=True)["id"] == second
 
 
 def test_the_report_sets_each_stack_against_aligned(tmp_path):
