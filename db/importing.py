@@ -4,16 +4,18 @@ nothing."""
 from __future__ import annotations
 
 import hashlib
-import json
 import sqlite3
 from pathlib import Path
 from typing import Any, Iterator
 
 from saferlab.engine.errors import EXIT_USAGE, SaferlabError
 from saferlab.engine.export.records import FORMAT_NAME, FORMAT_VERSION
-from saferlab.engine.types import Item
+from saferlab.engine.jsontext import parse_json
+from saferlab.engine.suites import KINDS
+from saferlab.engine.types import DecodingParams, Item
 
 from .exchange import RUN_COLUMNS, marks
+from .queries import MAX_ID
 from .store import Store, dumps
 
 
@@ -44,11 +46,9 @@ class _Lines:
                 if not line.strip():
                     continue
                 try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise self.fail(f"not JSON ({exc.msg})") from None
-                except RecursionError:
-                    raise self.fail("JSON nested too deeply") from None
+                    record = parse_json(line)
+                except ValueError as exc:
+                    raise self.fail(str(exc)) from None
                 if not isinstance(record, dict) or "record" not in record:
                     raise self.fail("not a saferlab export record (no 'record' field)")
                 if record["record"] not in ("manifest", "end"):
@@ -143,6 +143,12 @@ def import_jsonl(store: Store, path: Path) -> dict[str, Any]:
                 if kind not in ("generation", "pending"):
                     raise lines.fail(f"unknown record type {kind!r}")
                 _need(lines, record, "run_id", "position", "item", "planned_messages")
+                if not _is_id(record["position"], low=0):
+                    raise lines.fail("position must be a whole number; nothing imported")
+                if record["planned_messages"] is not None \
+                        and not _are_messages(record["planned_messages"]):
+                    raise lines.fail("planned_messages must be a list of messages (role, "
+                                     "content); nothing imported")
                 if record["run_id"] not in run_map:
                     raise lines.fail(f"run {record['run_id']} is not in the manifest")
                 run_id = run_map[record["run_id"]]
@@ -151,6 +157,9 @@ def import_jsonl(store: Store, path: Path) -> dict[str, Any]:
                 if kind == "generation":
                     _need(lines, record, "messages", "output", "verdicts", "turns", "labels",
                           "tokens", "timing", "finish_reason", "error")
+                    problem = _generation_problem(record)
+                    if problem:
+                        raise lines.fail(f"{problem}; nothing imported")
                     if planned is None:
                         planned = record["messages"]
                     _insert_generation(db, record, run_id, item_id, keep)
@@ -162,11 +171,65 @@ def import_jsonl(store: Store, path: Path) -> dict[str, Any]:
             _check_whole(lines, manifest, end, counts["generations"])
     except sqlite3.IntegrityError as exc:
         raise lines.fail(f"does not fit the database ({exc}); nothing imported") from None
-    except (KeyError, TypeError, AttributeError) as exc:
+    except (KeyError, TypeError, AttributeError, ValueError, OverflowError) as exc:
         raise lines.fail(f"malformed record ({type(exc).__name__}: {exc}); nothing imported") from None
     return {"sessions": {old: new for old, new in session_map.items()},
             "runs": {old: new for old, new in run_map.items()},
             "counts": counts, "redacted": bool(manifest.get("redaction"))}
+
+
+def _is_id(value: Any, low: int = 1) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= MAX_ID
+
+
+def _optional(value: Any, kind: type) -> bool:
+    return value is None or (isinstance(value, kind) and not isinstance(value, bool))
+
+
+def _are_messages(value: Any) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(m, dict) and m.get("role") in ("system", "user", "assistant")
+        and isinstance(m.get("content"), str) for m in value)
+
+
+def _config_problem(config: dict[str, Any]) -> str | None:
+    """What keeps a run's configuration from being run again or analysed, if anything."""
+    for key in ("model", "reasoning", "attack"):
+        if not isinstance(config.get(key), str):
+            return f"{key} must be text"
+    for key in ("suites", "judges", "modifiers"):
+        value = config.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            return f"{key} must be a list of names"
+    try:
+        DecodingParams.from_dict(config.get("decoding") or {})
+    except (SaferlabError, TypeError, ValueError) as exc:
+        return f"decoding: {exc}"
+    return None
+
+
+def _generation_problem(record: dict[str, Any]) -> str | None:
+    """What in a generation record is of the wrong type, if anything."""
+    if not _are_messages(record["messages"]):
+        return "messages must be a list of messages (role, content)"
+    if not _optional(record["output"], str) or not _optional(record["error"], str):
+        return "output and error must be text or null"
+    tokens, timing = record["tokens"], record["timing"]
+    if not isinstance(tokens, dict) or not all(_optional(tokens.get(k), int)
+                                               for k in ("prompt", "completion")):
+        return "tokens must hold whole numbers"
+    if not isinstance(timing, dict) or not isinstance(timing.get("created_utc"), str):
+        return "timing must hold created_utc as text"
+    if record.get("generation_id") is not None and not _is_id(record["generation_id"]):
+        return "generation_id must be a whole number"
+    for v in record["verdicts"]:
+        if not isinstance(v, dict) or not (v.get("passed") is None
+                                           or isinstance(v.get("passed"), bool)):
+            return "a verdict's passed must be true, false or null"
+    for x in record["labels"]:
+        if not isinstance(x, dict) or not isinstance(x.get("passed"), bool):
+            return "a label's passed must be true or false"
+    return None
 
 
 def _check_manifest(lines: _Lines, manifest: dict[str, Any]) -> None:
@@ -186,9 +249,14 @@ def _check_manifest(lines: _Lines, manifest: dict[str, Any]) -> None:
             missing = [k for k in keys if k not in entry]
             if missing:
                 raise bad(f"{kind} {n} lacks {', '.join(missing)}")
-            if not isinstance(entry["id"], int) or not isinstance(entry["config"], dict) \
-                    or not isinstance(entry["created_utc"], str):
-                raise bad(f"{kind} {n}: id, created_utc or config of the wrong type")
+            if not _is_id(entry["id"]) or not isinstance(entry["config"], dict) \
+                    or not isinstance(entry["created_utc"], str) \
+                    or not isinstance(entry["status"], str):
+                raise bad(f"{kind} {n}: id, created_utc, status or config of the wrong type")
+            if kind == "run":
+                problem = _config_problem(entry["config"])
+                if problem:
+                    raise bad(f"run {entry['id']}: config: {problem}")
     ids = {s["id"] for s in sessions}
     for run in runs:
         if run["session_id"] not in ids:
@@ -220,8 +288,11 @@ def _check_whole(lines: _Lines, manifest: dict[str, Any], end: dict[str, Any] | 
 def _insert_item(db, lines: _Lines, item: dict[str, Any]) -> str:
     body = {k: v for k, v in item.items() if k != "id"}
     for key in ("key", "suite", "kind", "prompt"):
-        if key not in body:
-            raise lines.fail(f"item lacks {key}")
+        if not isinstance(body.get(key), str):
+            raise lines.fail(f"item lacks {key} (text)" if key not in body
+                             else f"item {key} must be text")
+    if body["kind"] not in KINDS:
+        raise lines.fail(f"item kind must be one of {', '.join(KINDS)}, not {body['kind']!r}")
     try:
         # The id is a digest of the content, made again here: a redacted or edited item then
         # gets an id of its own and never poses as the original.

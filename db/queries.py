@@ -20,6 +20,9 @@ def latest_session_id(store: Store) -> int | None:
     return rows[0]["id"] if rows else None
 
 
+MAX_ID = 2 ** 63 - 1
+
+
 def parse_target(text: str) -> tuple[str, int | None]:
     """``last``, ``s3``/``session:3`` (a session) or ``7``/``r7``/``run:7`` (a run)."""
     t = text.strip().lower()
@@ -28,7 +31,11 @@ def parse_target(text: str) -> tuple[str, int | None]:
     for prefix, kind in (("session:", "session"), ("s", "session"), ("run:", "run"), ("r", "run"),
                          ("", "run")):
         if t.startswith(prefix) and t[len(prefix):].isdigit():
-            return kind, int(t[len(prefix):])
+            ident = int(t[len(prefix):])
+            if ident > MAX_ID:  # SQLite stores no larger integer
+                raise SaferlabError(f"no {kind} {t[len(prefix):]}: ids go up to {MAX_ID}",
+                                    EXIT_USAGE)
+            return kind, ident
     raise SaferlabError(
         f"cannot read {text!r}: give a run id (7 or r7), a session id (s3) or 'last'", EXIT_USAGE)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import codecs
-import json
 import random
 import re
 import zlib
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import EXIT_USAGE, SaferlabError
+from .jsontext import parse_json
 from .library import Described, entries, load_toml
 from .refs import Ref, fill
 from .types import Item, Message
@@ -88,14 +88,20 @@ def read_suffixes(path: Path) -> list[str]:
 
 def _artifact_jailbreaks(path: Path, text: str) -> list[dict[str, Any]]:
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise SaferlabError(f"{path} is not valid JSON: line {exc.lineno}: {exc.msg}",
-                            EXIT_USAGE) from None
+        data = parse_json(text)
+    except ValueError as exc:
+        raise SaferlabError(f"{path}: {exc}", EXIT_USAGE) from None
     jailbreaks = data.get("jailbreaks") if isinstance(data, dict) else None
     if not isinstance(jailbreaks, list):
         raise SaferlabError(f"{path} is not a JailbreakBench artifact (no 'jailbreaks' list)",
                             EXIT_USAGE)
+    for n, jb in enumerate(jailbreaks, start=1):
+        if not isinstance(jb, dict):
+            continue
+        for key in ("goal", "prompt"):  # null where the attack found no jailbreak
+            if jb.get(key) is not None and not isinstance(jb[key], str):
+                raise SaferlabError(f"{path}: jailbreak {n}: {key!r} must be text, not "
+                                    f"{type(jb[key]).__name__}", EXIT_USAGE)
     return [jb for jb in jailbreaks if isinstance(jb, dict)]
 
 

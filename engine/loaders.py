@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 from dataclasses import dataclass
 from functools import partial
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from .errors import EXIT_USAGE, SaferlabError
+from .jsontext import parse_json
 from .types import Item, ItemKind
 
 Rows = Iterator[tuple[int, dict[str, Any]]]  # (1-based line of the file, record)
@@ -89,7 +89,14 @@ def _csv_rows(path: Path, required: tuple[str, ...]) -> Rows:
                     found = ", ".join(name or "(unnamed)" for name in header)
                     raise _fail(path, f"needs the column(s) {', '.join(missing)}; found: {found}",
                                 line)
+                twice = sorted({n for n in header if n and header.count(n) > 1})
+                if twice:
+                    raise _fail(path, f"the column {twice[0]!r} appears twice in the header",
+                                line)
                 continue
+            if len(cells) < len(header) and "\n" in cells[-1] and reader.line_num > line:
+                raise _fail(path, "a quoted field that starts here is never closed (a \" "
+                                  "missing?)", line)
             if any(cell.strip() for cell in cells[len(header):]):
                 raise _fail(path, f"{len(cells)} fields where the header has {len(header)} "
                                   "(an unquoted comma?)", line)
@@ -107,10 +114,9 @@ def _jsonl_rows(path: Path) -> Rows:
         if not raw.strip():
             continue
         try:
-            record = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise _fail(path, f"not valid JSON ({exc.msg}, column {exc.colno}); expected JSON "
-                              "Lines, one object per line", line) from None
+            record = parse_json(raw)
+        except ValueError as exc:
+            raise _fail(path, f"{exc}; expected JSON Lines, one object per line", line) from None
         if not isinstance(record, dict):
             raise _fail(path, f"expected a JSON object, found {type(record).__name__}", line)
         yield line, record

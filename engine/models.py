@@ -57,6 +57,8 @@ def parse_model_spec(spec: str) -> ModelRef:
         return ModelRef(spec, "gguf", spec)
     scheme, sep, rest = spec.partition(":")
     if sep and scheme == "gguf":
+        if not rest.strip():
+            raise SaferlabError("gguf: needs the model file's path: gguf:PATH", EXIT_USAGE)
         return ModelRef(spec, "gguf", os.path.expanduser(rest))
     if scheme == "fake":
         return ModelRef(spec, "fake", rest or "mixed")

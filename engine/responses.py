@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import EXIT_USAGE, SaferlabError
+from .jsontext import parse_json
 from .split import Parts
 from .types import Item
 
@@ -33,9 +33,9 @@ def read_responses(path: Path) -> list[Response]:
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise SaferlabError(f"{path}, line {n}: not valid JSON ({exc.msg})", EXIT_USAGE) from None
+            row = parse_json(line)
+        except ValueError as exc:
+            raise SaferlabError(f"{path}, line {n}: {exc}", EXIT_USAGE) from None
         if not isinstance(row, dict):
             raise SaferlabError(f"{path}, line {n}: expected a JSON object", EXIT_USAGE)
         missing = [k for k in ("prompt", "response") if not isinstance(row.get(k), str)]

@@ -227,8 +227,10 @@ class Runner:
             outcome.status = "failed"
             outcome.error = f"every item failed ({outcome.errors}); the first: {first_error}"
         elif outcome.errors:
-            outcome.error = (f"{outcome.errors} of {outcome.generated} items failed; "
-                             f"the first: {first_error}")
+            # On a resume, of the items generated this time, not of the whole run.
+            of = (f"the {outcome.generated} items generated on resume ({total} in the run)"
+                  if already else f"{outcome.generated} items")
+            outcome.error = f"{outcome.errors} of {of} failed; the first: {first_error}"
         outcome.elapsed_ms = (time.perf_counter() - started) * 1000
         self.recorder.finish_run(run_id, outcome.status, outcome.meters, outcome.error)
         self.emit(RunFinished(run_id, outcome.status, outcome.meters, outcome.error))

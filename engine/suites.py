@@ -57,10 +57,23 @@ def static_items(name: str, data: dict[str, Any], where: str) -> list[Item]:
     if not isinstance(rows, list) or not rows:
         raise SaferlabError(f"{where}: no [[items]]", EXIT_USAGE)
     items = []
+    seen: dict[str, int] = {}  # id -> item number
     for n, row in enumerate(rows, start=1):
-        missing = [f for f in ("id", "prompt") if not str(row.get(f, "")).strip()]
+        if not isinstance(row, dict):
+            raise SaferlabError(f"{where}: item {n} must be a table ([[items]]), not "
+                                f"{type(row).__name__}", EXIT_USAGE)
+        for field in ("prompt", "category", "system", "secret", "target", "twin"):
+            if row.get(field) is not None and not isinstance(row[field], str):
+                raise SaferlabError(f"{where}: item {n}: {field} must be text, not "
+                                    f"{type(row[field]).__name__}", EXIT_USAGE)
+        needed = ("id", "prompt", "answer") if kind == "math" else ("id", "prompt")
+        missing = [f for f in needed if not str(row.get(f, "")).strip()]
         if missing:
             raise SaferlabError(f"{where}: item {n} has no {' or '.join(missing)}", EXIT_USAGE)
+        if str(row["id"]) in seen:  # keys pair items across runs: one id, one item
+            raise SaferlabError(f"{where}: item {n} has the id {row['id']!r} of item "
+                                f"{seen[str(row['id'])]}", EXIT_USAGE)
+        seen[str(row["id"])] = n
         answer = row.get("answer")
         items.append(Item(
             key=f"{name}/{row['id']}", suite=name, kind=kind, prompt=row["prompt"],

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
+
+from .errors import EXIT_USAGE, SaferlabError
 
 Role = Literal["system", "user", "assistant"]
 ItemKind = Literal["harmful", "benign", "math", "privacy"]
@@ -31,6 +34,11 @@ class Message:
         return cls(role=d["role"], content=d["content"])
 
 
+# Seeds are 32-bit in llama.cpp, whose 0xFFFFFFFF means "pick one at random": a seed above
+# this would not reproduce, or would collide with a smaller one.
+MAX_SEED = 2 ** 32 - 2
+
+
 @dataclass(frozen=True)
 class DecodingParams:
     """Greedy by default: temperature 0 makes a run reproducible without a seed."""
@@ -43,6 +51,14 @@ class DecodingParams:
     # Budgets for the items of some kinds, instead of max_tokens: (("math", 384),). A math
     # answer needs room to reason; a refusal is read from an answer's opening.
     max_tokens_by_kind: tuple[tuple[str, int], ...] = ()
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.seed <= MAX_SEED:  # llama.cpp reads MAX_SEED + 1 as "any seed"
+            raise SaferlabError(f"--seed must be between 0 and {MAX_SEED}, not {self.seed}",
+                                EXIT_USAGE)
+        if not (math.isfinite(self.temperature) and self.temperature >= 0):
+            raise SaferlabError(f"--temperature must be a finite number of 0 or more, not "
+                                f"{self.temperature}", EXIT_USAGE)
 
     def for_kind(self, kind: str) -> "DecodingParams":
         """The parameters of one item of ``kind``: its own budget, if it has one."""

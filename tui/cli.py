@@ -82,6 +82,8 @@ def run(
     from saferlab.engine.judges import DEFAULT_JUDGES
     from saferlab.engine.types import DecodingParams
 
+    if resume is not None and not resume.strip():
+        raise SaferlabError("--resume takes a run (7), a session (s3) or 'last'", EXIT_USAGE)
     if resume and (no_log or dry_run):
         raise SaferlabError("--resume continues stored runs; drop --no-log and --dry-run",
                             EXIT_USAGE)

@@ -9,10 +9,10 @@ from typing import List, Optional
 
 import typer
 
-from saferlab.engine.errors import EXIT_USAGE, SaferlabError
+from saferlab.engine.errors import EXIT_ITEMS_FAILED, EXIT_USAGE, SaferlabError
 
 from . import render_analysis as show
-from .common import DbOption, JsonOption, handles_errors, open_store, output
+from .common import MAX_ID, DbOption, JsonOption, handles_errors, open_store, output
 
 experiment_app = typer.Typer(no_args_is_help=True, help="The paper's experiments, one command each.")
 
@@ -34,27 +34,39 @@ def judge(
     backend = None
     if needs_model(judge_names):
         if not judge_model:
-            raise SaferlabError(f"{', '.join(needs_model(judge_names))} need a judge model: "
-                                "add --judge-model SPEC", EXIT_USAGE)
+            named = needs_model(judge_names)
+            raise SaferlabError(f"{', '.join(named)} {'needs' if len(named) == 1 else 'need'} "
+                                "a judge model: add --judge-model SPEC", EXIT_USAGE)
         backend, _ = Lab().load_model(judge_model)
     try:
         panel = JudgePanel(judge_names, backend)
+        idle = [j.name for j in panel.judges if not any(j.applies_to(r.item) for r in responses)]
+        if idle:  # answer-match, pii-leak: they judge math and privacy items
+            raise SaferlabError(f"{', '.join(idle)} cannot judge these responses: saferlab "
+                                "judge reads answers to harmful requests; use a safety judge",
+                                EXIT_USAGE)
         decisions: dict[str, dict[str, bool]] = {}
+        errors: list[str] = []
         for r in responses:
             verdicts = [v for v in panel.verdicts(r.item, r.text, r.parts) if v.part == "full"]
             for v in verdicts:
                 if v.passed is not None:
                     decisions.setdefault(v.judge, {})[r.id] = v.passed
+                elif v.error:
+                    errors.append(f"{r.id}: {v.judge}: {v.error}")
             show.judged_line(r.id, verdicts, as_json)
     finally:
         if backend is not None:
             backend.close()
+    if errors and not decisions:
+        raise SaferlabError(f"no response was judged ({len(errors)} errors); the first: "
+                            f"{errors[0]}", EXIT_ITEMS_FAILED)
     show.agreement_lines(agreement({"safety": decisions}), as_json)
 
 
 @handles_errors
 def label(
-    run_id: int = typer.Argument(..., help="The run to label."),
+    run_id: int = typer.Argument(..., min=1, max=MAX_ID, help="The run to label."),
     all_items: bool = typer.Option(False, "--all", help="Every item, not only contested ones."),
     db: Optional[Path] = DbOption,
 ) -> None:
@@ -75,7 +87,11 @@ def label(
         meter, choices = keys[row["kind"]]
         show.label_item(n, len(rows), row)
         options = "/".join(f"[{k}]{v[1][len(k):]}" for k, v in choices.items())
-        answer = typer.prompt(f"{options}, [n]ext, [q]uit", default="n").strip().lower()[:1]
+        try:
+            answer = typer.prompt(f"{options}, [n]ext, [q]uit", default="n").strip().lower()[:1]
+        except typer.Abort:  # end of input (or Ctrl-C): stop, keep what is labelled
+            typer.echo("")
+            break
         if answer == "q":
             break
         if answer in choices:
@@ -86,7 +102,7 @@ def label(
 
 
 @handles_errors
-def report(run_id: int = typer.Argument(...), db: Optional[Path] = DbOption,
+def report(run_id: int = typer.Argument(..., min=1, max=MAX_ID), db: Optional[Path] = DbOption,
            as_json: bool = JsonOption) -> None:
     """A run's meters, the agreement between its judges (and with your labels), contested
     items, and where reasoning and answer part ways."""
@@ -105,7 +121,8 @@ def report(run_id: int = typer.Argument(...), db: Optional[Path] = DbOption,
 
 
 @handles_errors
-def compare(run_a: int = typer.Argument(...), run_b: int = typer.Argument(...),
+def compare(run_a: int = typer.Argument(..., min=1, max=MAX_ID),
+            run_b: int = typer.Argument(..., min=1, max=MAX_ID),
             seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
             db: Optional[Path] = DbOption, as_json: bool = JsonOption) -> None:
     """Run B against run A: paired differences with McNemar and bootstrap, and what flipped."""
@@ -155,8 +172,12 @@ def experiment_prompting(
     for line in missing:
         typer.echo(f"not available yet, skipped: {line}", err=True)
     if dry_run:
-        for plan in plans:
-            c = plan.config()
+        grid = [{k: plan.config()[k] for k in ("reasoning", "attack", "modifiers")}
+                | {"items": len(plan.items)} for plan in plans]
+        if as_json:
+            output({"runs": grid, "skipped": list(missing)}, True, None)
+            return
+        for c in grid:
             typer.echo(f"{c['reasoning']} / {c['attack']} / {', '.join(c['modifiers']) or '-'}")
         typer.echo(f"{len(plans)} runs of {len(plans[0].items)} items", err=True)
         return

@@ -39,6 +39,9 @@ def handles_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+MAX_ID = 2 ** 63 - 1  # the largest integer SQLite stores: no run or session id is larger
+
+
 def open_store(db: Optional[Path], existing: bool = False):
     """The database ``db`` (default: the user's). ``existing``: a command that only reads
     refuses a path with no file rather than make an empty database there."""

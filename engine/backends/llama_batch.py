@@ -90,7 +90,9 @@ class BatchDecoder:
         params.no_perf = True
         self.ctx = llama_cpp.llama_init_from_model(llm._model.model, params)
         if not self.ctx:
-            raise RuntimeError(f"llama.cpp could not make a context of {slots} sequences")
+            raise RuntimeError(f"llama.cpp could not make a context of {slots} sequences "
+                               "(it holds a limited number, and each needs memory): lower the "
+                               "batch size")
         self.n_ctx = llama_cpp.llama_n_ctx(self.ctx)
         self.memory = llama_cpp.llama_get_memory(self.ctx)
         self.vocab = llama_cpp.llama_model_get_vocab(llm._model.model)
@@ -288,7 +290,7 @@ class BatchDecoder:
             if params.top_p < 1.0:
                 add(llama_cpp.llama_sampler_init_top_p(params.top_p, 1))
             add(llama_cpp.llama_sampler_init_temp(params.temperature))
-            add(llama_cpp.llama_sampler_init_dist(params.seed & 0xFFFFFFFF))
+            add(llama_cpp.llama_sampler_init_dist(params.seed))  # below 0xFFFFFFFF: see MAX_SEED
         return chain
 
     def close(self) -> None:

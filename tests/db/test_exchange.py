@@ -208,7 +208,7 @@ def test_import_refuses_bad_files_and_keeps_the_database(store, tmp_path):
     good = exported(store, "jsonl", ["s1"]).splitlines()
     target = Store(tmp_path / "t.db")
     cases = {
-        "notjson": (good[0] + "\n" + good[1] + "\n{broken\n", "line 3: not JSON"),
+        "notjson": (good[0] + "\n" + good[1] + "\n{broken\n", "line 3: not valid JSON"),
         "nomanifest": ("\n".join(good[1:]) + "\n", "line 1: the first line is not a saferlab export manifest"),
         "missing": (good[0] + "\n" + json.dumps({**json.loads(good[1]), "output": None} | {"record": "generation"}).replace('"output": null, ', "") + "\n", "lacks output"),
         "unknownrun": (good[0] + "\n" + json.dumps({**json.loads(good[1]), "run_id": 77}) + "\n", "run 77 is not in the manifest"),
@@ -355,6 +355,50 @@ def test_import_refuses_a_file_cut_short_or_altered_and_imports_nothing(store, t
     path.write_text("\n".join(v1) + "\n")
     assert import_jsonl(target, path)["counts"]["generations"] == len(good) - 2 - sum(
         json.loads(x)["record"] == "pending" for x in good[1:-1])
+
+
+def test_import_refuses_values_of_the_wrong_type_and_imports_nothing(store, tmp_path):
+    # Format 1 files carry no digest: any edit reads as the file itself, so each must be
+    # refused for what it holds, before it breaks a later report, resume or export.
+    good = exported(store, "jsonl", ["s1"]).splitlines()[:-1]
+    manifest = json.loads(good[0]) | {"format_version": 1}
+    n = next(i for i, line in enumerate(good) if json.loads(line)["record"] == "generation")
+    generation = json.loads(good[n])
+
+    def with_generation(**changes):
+        return [json.dumps(manifest)] + good[1:n] + [json.dumps(generation | changes)] + good[n + 1:]
+
+    def with_run(**config):
+        runs = [r | {"config": r["config"] | config} for r in manifest["runs"]]
+        return [json.dumps(manifest | {"runs": runs})] + good[1:]
+
+    verdict = generation["verdicts"][0] | {"passed": "yes"}
+    cases = {
+        "verdict": (with_generation(verdicts=[verdict]), "a verdict's passed must be true"),
+        "messages": (with_generation(messages="hello"), "messages must be a list of messages"),
+        "output": (with_generation(output={"a": 1}), "output and error must be text"),
+        "tokens": (with_generation(tokens={"prompt": "many", "completion": 3}), "whole numbers"),
+        "position": (with_generation(position=10 ** 30), "position must be a whole number"),
+        "kind": (with_generation(item=generation["item"] | {"kind": "weird"}), "item kind must be"),
+        "surrogate": ([json.dumps(manifest)] + good[1:n]
+                      + [json.dumps(generation | {"output": "x"}).replace('"x"', '"\\ud800"')]
+                      + good[n + 1:], "holds the escape \\ud800"),
+        "config": (with_run(reasoning=5), "config: reasoning must be text"),
+        "seed": (with_run(decoding={"seed": -1}), "config: decoding: --seed must be between"),
+        "runid": ([json.dumps(manifest | {"runs": [r | {"id": 10 ** 30} for r in manifest["runs"]]})]
+                  + good[1:], "id, created_utc, status or config of the wrong type"),
+    }
+    target = Store(tmp_path / "t.db")
+    for name, (content, message) in cases.items():
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text("\n".join(content) + "\n")
+        with pytest.raises(SaferlabError, match=re.escape(message)) as err:
+            import_jsonl(target, path)
+        assert err.value.exit_code == 2, name
+        assert next(target.query("SELECT COUNT(*) AS n FROM runs"))["n"] == 0, name
+    path = tmp_path / "whole.jsonl"  # the same file unedited imports
+    path.write_text("\n".join([json.dumps(manifest)] + good[1:]) + "\n")
+    assert import_jsonl(target, path)["counts"]["runs"] == len(manifest["runs"])
 
 
 def test_export_while_a_session_is_being_planned(store):

@@ -59,6 +59,12 @@ def test_a_run_with_some_failed_items_finishes_with_errors_kept_or_retried(tmp_p
     assert run.error == "2 of 6 items failed; the first: HTTP 500 from the server"
     # Kept: nothing left to run. Retried: the two failed items only.
     assert resumable(store, "last", retry_errors=False)[1] == []
+    # Retried while the server still fails: the message counts what this resume generated.
+    session_id, plans = resumable(store, "last")
+    still = Lab(recorder=store).run(plans, session_id=session_id, backend=FakeBackend(
+        fail=lambda request: "HTTP 500 again"))
+    assert still.runs[0].error == ("2 of the 2 items generated on resume (6 in the run) failed; "
+                                   "the first: HTTP 500 again")
     session_id, plans = resumable(store, "last")
     backend = FakeBackend(script=lambda request: REFUSAL)
     Lab(recorder=store).run(plans, session_id=session_id, backend=backend)

@@ -43,6 +43,13 @@ def test_unknown_specs_list_the_known_ones(spec):
         "openai:BASE_URL#MODEL" in str(err.value))
 
 
+@pytest.mark.parametrize("spec", ["gguf:", "gguf: "])
+def test_a_gguf_spec_without_a_path_asks_for_one(spec):
+    with pytest.raises(SaferlabError, match="gguf: needs the model file's path") as err:
+        parse_model_spec(spec)
+    assert err.value.exit_code == EXIT_USAGE
+
+
 def test_bad_model_files(tmp_path):
     with pytest.raises(SaferlabError, match="model file not found") as err:
         load_backend(parse_model_spec(f"gguf:{tmp_path / 'missing.gguf'}"))

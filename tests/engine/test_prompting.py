@@ -130,5 +130,17 @@ def test_file_attacks_fail_clearly(tmp_path):
         recipe.messages(BEHAVIOUR)
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
-    with pytest.raises(SaferlabError, match="is not valid JSON: line 1"):
+    with pytest.raises(SaferlabError, match="not valid JSON .*line 1"):
         Recipe.from_names("direct", (), f"jbb-artifact:{bad}").messages(BEHAVIOUR)
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"jailbreaks": ' + "[" * 100000)
+    with pytest.raises(SaferlabError, match="nested too deeply"):
+        Recipe.from_names("direct", (), f"jbb-artifact:{deep}").messages(BEHAVIOUR)
+    for attack in ("jbb-artifact", "gcg-suffix"):
+        for jb, says in (({"goal": 5, "prompt": "x"}, "'goal' must be text, not int"),
+                         ({"goal": "g", "prompt": ["a", "b"]}, "'prompt' must be text, not list")):
+            typed = tmp_path / f"typed-{attack}.json"
+            typed.write_text(json.dumps({"jailbreaks": [{"goal": "a", "prompt": None}, jb]}))
+            with pytest.raises(SaferlabError, match=f"jailbreak 2: {says}") as err:
+                Recipe.from_names("direct", (), f"{attack}:{typed}").messages(BEHAVIOUR)
+            assert err.value.exit_code == 2

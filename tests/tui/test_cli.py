@@ -190,6 +190,59 @@ def test_user_files_with_mistakes_give_one_clear_line(saferlab_home):
     assert result.exit_code == 2 and "is not valid TOML" in result.stderr
 
 
+@pytest.mark.parametrize("file, text, says", [
+    ("attacks.toml", '[mine]\nkind = "template"\n', "[mine]: an entry of kind 'template' needs template"),
+    ("attacks.toml", '[mine]\nkind = "template"\ntemplate = 5\n', "template must be text, not an integer"),
+    ("attacks.toml", '[mine]\nkind = "encoding"\ntemplate = "{encoded}"\n', "needs encoding"),
+    ("attacks.toml", '[mine]\nkind = "split"\ntemplate = "{prompt}"\nparts = "x"\n', "parts must be an integer, not text"),
+    ("attacks.toml", '[mine]\nkind = "template"\ntemplate = "{prompt}"\ndescription = 5\n', "description must be text"),
+    ("attacks.toml", 'mine = 5\n', "'mine' must be a table"),
+    ("reasoning.toml", '[mine]\ntemplate = "{prompt}"\nk = "four"\n', "k must be an integer, not text"),
+    ("reasoning.toml", '[mine]\ntemplate = "{prompt}"\nk_choices = 5\n', "k_choices must be an array"),
+    ("reasoning.toml", '[mine]\ntemplate = "{prompt}"\nsystem = ["a"]\n', "system must be text"),
+    ("modifiers.toml", '[mine]\nsystem = 5\n', "system must be text, not an integer"),
+    ("modifiers.toml", '[mine]\nrequires = "nosuch"\n', "requires must be one of demos, not 'nosuch'"),
+    ("attacks.toml", '[mine]\nkind = "encoding"\ntemplate = "{encoded}"\nencoding = "xor"\n', "encoding must be one of base64, leet, rot13"),
+    ("reasoning.toml", '[mine]\ntemplate = "{prompt}"\ndemos = "nosuch"\n', "demos must be one of math"),
+    ("reasoning.toml", '[mine]\ntemplate = "no placeholder"\n', "template must hold the request"),
+    ("suites/mine.toml", 'kind = "harmful"\nitems = [1, 2]\n', "item 1 must be a table"),
+    ("suites/mine.toml", 'kind = "harmful"\n[[items]]\nid = "a"\nprompt = 5\n', "item 1: prompt must be text"),
+    ("suites/mine.toml", 'kind = "math"\n[[items]]\nid = "a"\nprompt = "1 + 1?"\n', "item 1 has no answer"),
+    ("suites/mine.toml", 'kind = "harmful"\n[[items]]\nid = "a"\nprompt = "x"\n[[items]]\nid = "a"\nprompt = "y"\n', "item 2 has the id 'a' of item 1"),
+])
+def test_user_files_of_the_wrong_shape_name_the_entry_and_key(saferlab_home, file, text, says):
+    path = saferlab_home / "prompts" / file
+    path.parent.mkdir(parents=True)
+    path.write_text(text)
+    for args in (["prompts"], ["run", "--dry-run", "-n", "1", "-s", "mine" if "suites" in file
+                               else "harmful", "-a", "mine" if "attacks" in file else "none",
+                               "-r", "mine" if "reasoning" in file else "direct",
+                               *(["-M", "mine"] if "modifiers" in file else [])]):
+        result = runner.invoke(app, args)
+        if args == ["prompts"] and "suites" in file:
+            continue  # suites are read when used
+        assert result.exit_code == 2, (args, result.output)
+        assert says in result.stderr and len(result.stderr.strip().splitlines()) == 1, (
+            args, result.stderr)
+
+
+@pytest.mark.parametrize("args, says", [
+    (["run", "-m", "fake", "--resume", "99999999999999999999999"], "ids go up to"),
+    (["report", "99999999999999999999999"], "less than or equal to 9223372036854775807"),
+    (["compare", "1", "99999999999999999999999"], "less than or equal to"),
+    (["export", "s99999999999999999999999"], "no session 99999999999999999999999"),
+    (["run", "-m", "fake", "--resume", ""], "--resume takes a run"),
+    (["run", "-m", "fake", "--seed", "-1", "--dry-run"], "--seed must be between 0 and 4294967294"),
+    (["run", "-m", "fake", "--seed", str(2 ** 32), "--dry-run"], "--seed must be between"),
+    (["run", "-m", "fake", "--temperature", "inf", "--dry-run"], "--temperature must be a finite"),
+])
+def test_ids_seeds_and_temperatures_out_of_range_are_usage_errors(saferlab_home, args, says):
+    invoke("run", "-m", "fake", "-n", "1")  # a database with a run in it
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert says in result.output and "Traceback" not in result.output
+
+
 def test_a_database_that_fails_under_a_command_is_one_line(tmp_path, monkeypatch):
     # A file that turns read-only (chattr +i), a full disk, a corrupt page: whatever SQLite
     # raises mid-command is one line naming the database, and exit code 4.

@@ -62,9 +62,20 @@ def test_model_judge_needs_a_judge_model(tmp_path):
     path = tmp_path / "r.jsonl"
     path.write_text('{"prompt": "x", "response": "y"}\n')
     result = cli("judge", path, "--judge", "llm-judge")
-    assert result.exit_code == 2 and "llm-judge need a judge model" in result.stderr
+    assert result.exit_code == 2 and "llm-judge needs a judge model" in result.stderr
     result = cli("run", "--model", "fake", "--judge", "strongreject")
     assert result.exit_code == 2 and "add --judge-model SPEC" in result.stderr
+
+
+def test_judge_exits_5_when_nothing_was_judged_and_2_for_judges_that_do_not_apply(tmp_path):
+    path = tmp_path / "r.jsonl"
+    path.write_text('{"prompt": "x", "response": "y"}\n{"prompt": "z", "response": "w"}\n')
+    # fake:echo repeats the judge prompt back: never a verdict
+    result = cli("judge", path, "--judge", "llm-judge", "--judge-model", "fake:echo")
+    assert result.exit_code == 5 and "no response was judged (2 errors)" in result.stderr
+    for other in ("answer-match", "pii-leak"):
+        result = cli("judge", path, "--judge", other)
+        assert result.exit_code == 2 and f"{other} cannot judge these responses" in result.stderr
 
 
 def test_a_judge_model_that_answers_nonsense_leaves_errors_and_a_finished_run(saferlab_home):
@@ -159,6 +170,9 @@ def test_label_records_human_verdicts_and_report_compares_them(tmp_path):
     human = [a for a in report["agreement"] if "human" in (a["judge_a"], a["judge_b"])]
     assert {a["judge_a"] for a in human} == {"refusal-heuristic", "refusal-keywords"}
     assert all(a["n"] == 2 and a["percent"] == 0.5 for a in human)
+    # input that ends before the items do: what was labelled is kept, and that is all
+    result = cli("label", "1", "--all", "--db", db, input="s\n")
+    assert result.exit_code == 0 and "recorded 1 label(s)" in result.stdout, result.output
 
 
 def test_reasoning_and_answer_are_judged_apart(tmp_path):
@@ -182,3 +196,7 @@ def test_experiment_prompting_dry_run_lists_the_grid():
     assert len(lines) == 8 * 4 * 2  # reasoning prompts x attacks x (with, without safety-system)
     assert "few-shot-cot:k=8 / deep-inception / safety-system" in lines
     assert "64 runs of 6 items" in result.stderr
+    grid = json.loads(cli("experiment", "prompting", "--dry-run", "--limit", "2", "--json").stdout)
+    assert len(grid["runs"]) == 64 and {r["items"] for r in grid["runs"]} == {6}
+    assert {"reasoning": "few-shot-cot:k=8", "attack": "deep-inception",
+            "modifiers": ["safety-system"], "items": 6} in grid["runs"]
