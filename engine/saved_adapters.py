@@ -72,6 +72,12 @@ def _read_meta(folder: Path) -> tuple[dict[str, Any] | None, str | None]:
     on_key = (meta.get("on") or {}).get("key")
     if on_key is not None and not isinstance(on_key, str):
         return None, f"{path}: 'on.key' must be text, not {type(on_key).__name__}"
+    base = meta.get("base") or {}
+    for key, kind in (("spec", str), ("path", str), ("source", str), ("name", str),
+                      ("sha256", str), ("size_bytes", int)):
+        if base.get(key) is not None and not isinstance(base[key], kind):
+            return None, f"{path}: 'base.{key}' must be {kind.__name__}, not " \
+                         f"{type(base[key]).__name__}"
     return meta, None
 
 
@@ -139,7 +145,15 @@ def model_file(spec: str) -> Path | None:
 
 def fits(adapter: SavedAdapter, spec: str, cache: HashCache | None = None) -> bool:
     """Whether ``adapter`` was trained on the weights ``spec`` loads: the same GGUF file (by
-    path, else by size and sha256) or the same Hugging Face model."""
+    path, else by size and sha256) or the same Hugging Face model. A model file that cannot
+    be looked at (a name too long, a folder not readable) fits nothing: loading it says why."""
+    try:
+        return _fits(adapter, spec, cache)
+    except OSError:
+        return False
+
+
+def _fits(adapter: SavedAdapter, spec: str, cache: HashCache | None) -> bool:
     base = adapter.base
     path = model_file(spec)
     if path is not None:

@@ -49,9 +49,22 @@ def load_settings(path: Path | None = None) -> Settings:
     defaults = Settings()
     kept = {}
     for key, value in data.items() if isinstance(data, dict) else ():
-        if key in known and type(value) is type(getattr(defaults, key)):
+        if key in known and type(value) is type(getattr(defaults, key)) and _sound(key, value):
             kept[key] = value
     return Settings(**kept)
+
+
+def _sound(key: str, value: object) -> bool:
+    """Whether a saved value of the right type is one the interface can use."""
+    if key in ("sample", "max_tokens", "batch_size"):
+        return isinstance(value, int) and value >= 1
+    if key == "export_format":
+        from saferlab.engine.export import FORMATS
+
+        return value in FORMATS
+    if isinstance(value, list):
+        return all(isinstance(v, str) for v in value)
+    return True
 
 
 def save_settings(settings: Settings, path: Path | None = None) -> None:

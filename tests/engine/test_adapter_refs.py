@@ -93,6 +93,7 @@ def test_unknown_foreign_and_formatless_adapters_are_one_clear_error(trained):
     ('{"name": "broken", "training": "x"}', "'training' must be an object"),
     ('{"name": "broken", "on": {"key": 5}}', "'on.key' must be text"),
     ('{"name": "a+b@2"}', "'name' must be an adapter name"),
+    ('{"name": "broken", "base": {"path": 5}}', "'base.path' must be str, not int"),
     ("not json", "is not JSON")])
 def test_a_damaged_saferlab_json_is_left_out_and_named_when_asked_for(trained, meta, says):
     from saferlab.engine.saved_adapters import saved_adapters, unreadable_adapters
@@ -107,6 +108,13 @@ def test_a_damaged_saferlab_json_is_left_out_and_named_when_asked_for(trained, m
     with pytest.raises(SaferlabError, match=re.escape(says)) as err:
         resolve_stacks("embedded", ["broken"])
     assert err.value.exit_code == 3
+
+
+def test_a_model_path_that_cannot_be_looked_at_fits_no_adapter(trained, tmp_path):
+    from saferlab.engine.saved_adapters import adapters_for
+
+    too_long = f"gguf:{tmp_path / ('b' * 300)}.gguf"  # OSError: file name too long
+    assert adapters_for(too_long) == []
 
 
 def test_served_adapters_are_names_on_the_server():

@@ -259,7 +259,44 @@ def test_damaged_settings_fall_back_to_defaults(tmp_path):
     assert s.model == "embedded" and s.sample == 5 and s.reasoning == "long-cot"
 
 
-def test_the_last_choices_are_restored(tmp_path):
+def test_saved_values_the_interface_cannot_use_fall_back_to_defaults(tmp_path):
+    path = tmp_path / "tui.json"
+    path.write_text(json.dumps({"export_format": "pdf", "max_tokens": -3, "sample": 0,
+                                "batch_size": 0, "suites": [1, "math"], "reasoning": "long-cot"}))
+    s = load_settings(path)
+    assert (s.export_format, s.max_tokens, s.sample, s.batch_size) == ("html", 256, 5, 8)
+    assert s.suites == ["harmful", "math"] and s.reasoning == "long-cot"
+
+
+def test_the_export_dialog_asks_before_replacing_a_file(tmp_path):
+    from saferlab.tui.screens.export import ExportScreen
+
+    app = make_app(tmp_path)
+    notes = []
+    app.tell = lambda text, error=False: notes.append(text)
+    good = tmp_path / "good.html"
+    good.write_text("PRECIOUS")
+
+    async def flow():
+        async with app.run_test(size=(120, 40)) as pilot:
+            await settle(app, pilot)
+            app.push_screen(ExportScreen(None))
+            await pilot.pause()
+            from textual.widgets import Select
+
+            app.screen.query_one("#format", Select).value = "csv"
+            await pilot.pause()
+            from textual.widgets import Input
+
+            app.screen.query_one("#path", Input).value = str(good) + "/"
+            await pilot.click("#go")
+            await pilot.pause()
+            assert isinstance(app.screen, ExportScreen)  # asked, not written
+            assert good.read_text() == "PRECIOUS"
+            assert any(f"{good} exists (a .html file; this export is .csv): press Export "
+                       "again" in n for n in notes), notes
+
+    run(flow())
     from textual.widgets import Checkbox, Input, Select
 
     from saferlab.tui.settings import Settings, save_settings

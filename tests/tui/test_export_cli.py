@@ -2,8 +2,11 @@ import json
 import os
 import stat
 
+import pytest
+
 from typer.testing import CliRunner
 
+from saferlab.engine.errors import SaferlabError
 from saferlab.tui.cli import app
 
 runner = CliRunner()
@@ -45,6 +48,28 @@ def test_export_to_stdout_and_format_errors(tmp_path):
     assert result.exit_code == 2 and "no session s7" in result.stderr
     result = cli("export", "-o", tmp_path / "missing" / "x.jsonl")
     assert result.exit_code == 2 and "does not exist" in result.stderr
+
+
+def test_an_export_never_replaces_the_database_a_folder_or_a_device(tmp_path):
+    db = tmp_path / "lab.db"
+    result = cli("run", "--model", "fake:mixed", "--limit", "2", "--db", db)
+    assert result.exit_code == 0, result.stderr
+    before = db.read_bytes()
+    for target in (db, tmp_path / "lab.db-wal", tmp_path / "." / "lab.db"):
+        result = cli("export", "-o", target, "--format", "jsonl", "--db", db)
+        assert result.exit_code == 2 and "is the database being exported" in result.stderr
+    (tmp_path / "folder.jsonl").mkdir()
+    result = cli("export", "-o", tmp_path / "folder.jsonl", "--db", db)
+    assert result.exit_code == 2 and "is a directory" in result.stderr  # typer checks it first
+    from saferlab.db import Store
+    from saferlab.tui.exporting import export_file
+
+    with pytest.raises(SaferlabError, match="it is a folder"):  # the interface's way in
+        export_file(Store(db), ["last"], "jsonl", tmp_path / "folder.jsonl", False)
+    result = cli("export", "-o", tmp_path / ("x" * 300 + ".jsonl"), "--db", db)
+    assert result.exit_code == 2 and "cannot write" in result.stderr
+    assert "Traceback" not in result.output and ".xxxx" not in result.stderr  # not the temp file
+    assert db.read_bytes()[:16] == before[:16] == b"SQLite format 3\x00"
 
 
 def test_a_failed_export_keeps_the_previous_file(tmp_path, monkeypatch):

@@ -11,6 +11,8 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, Select
 
+from saferlab.engine.export import SUFFIXES
+
 FORMATS = (("JSONL (complete, importable)", "jsonl"), ("CSV", "csv"), ("Markdown", "md"),
            ("HTML report", "html"))
 
@@ -21,6 +23,7 @@ class ExportScreen(ModalScreen[None]):
     def __init__(self, session_id: int | None, run_id: int | None = None) -> None:
         super().__init__()
         self.session_id, self.run_id = session_id, run_id
+        self._replace: Path | None = None  # the existing file the user was asked about
 
     def target(self) -> str:
         if self.run_id is not None:
@@ -64,6 +67,19 @@ class ExportScreen(ModalScreen[None]):
         path = self.query_one("#path", Input).value.strip()
         if not isinstance(fmt, str) or not path:
             self.app.tell("choose a format and a file", error=True)
+            return
+        target = Path(path).expanduser()
+        try:
+            there = target.is_file()
+        except (OSError, ValueError):  # a name too long, a NUL byte: the export says so
+            there = False
+        if there and self._replace != target:  # asked once; Export again replaces
+            self._replace = target
+            suffix = SUFFIXES.get(fmt, "")
+            other = (f" (a {target.suffix} file; this export is {suffix})"
+                     if target.suffix.lower() != suffix else "")
+            self.app.tell(f"{target} exists{other}: press Export again to replace it",
+                          error=True)
             return
         s = self.app.settings
         s.export_format, s.export_redact = fmt, redact
