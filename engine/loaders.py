@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -145,6 +146,8 @@ class _Row:
     def req(self, column: str) -> str:
         if column not in self.values:
             raise self.error(f"no {column!r} field")
+        if isinstance(self.values[column], (dict, list, bool)):
+            raise self.error(f"{column!r} must be text, not {type(self.values[column]).__name__}")
         value = self.get(column)
         if not value:
             raise self.error(f"empty {column!r}")
@@ -195,12 +198,17 @@ def _xstest(row: _Row) -> Item:
                     meta=_present(id=row.get("id"), focus=row.get("focus"), note=row.get("note")))
 
 
+_NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
+
+
 def _gsm8k(row: _Row) -> Item:
     solution = row.req("answer")
     _, marker, final = solution.rpartition("####")
     answer = final.strip().replace(",", "")
     if not marker or not answer:
         raise row.error("the answer has no final '#### <number>' line")
+    if not _NUMBER.fullmatch(answer):
+        raise row.error(f"the final answer after '####' must be a number, not {answer!r}")
     return row.item("math", prompt=row.req("question"), answer=answer, meta={"solution": solution})
 
 

@@ -15,8 +15,8 @@ from typing import Callable
 from .cache import CacheMark
 from .prompting import Recipe
 from .refs import fill
-from .types import (FINISH_CANCELLED, DecodingParams, GenerationResult, Item, Message, Turn,
-                    Verdict)
+from .types import (FINISH_CANCELLED, MAX_SEED, DecodingParams, GenerationResult, Item, Message,
+                    Turn, Verdict)
 
 TARGET, ATTACKER = "target", "attacker"
 # (actor, messages, params) -> result; returns a cancelled result when the run is cancelled.
@@ -129,7 +129,8 @@ def pair(recipe: Recipe, item: Item, first: tuple[Message, ...], talk: Talk,
     for n in range(rounds):
         # The attacker samples (seeded per round) so that it does not repeat itself.
         attacker_params = replace(params, temperature=1.0, top_p=0.95, top_k=0,
-                                  seed=params.seed + n, max_tokens=max(params.max_tokens, 256))
+                                  seed=(params.seed + n) % (MAX_SEED + 1),
+                                  max_tokens=max(params.max_tokens, 256))
         written = talk(ATTACKER, chat, attacker_params)
         turns.append(Turn(ATTACKER, chat, written))
         if _stop(written):

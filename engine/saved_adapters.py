@@ -116,10 +116,18 @@ def _scan(origin: str) -> list[SavedAdapter]:
     return [a for a in found if a is not None]
 
 
-def unreadable_adapters() -> list[str]:
-    """Why each adapter folder that saved_adapters() leaves out was left out (one line each)."""
-    problems = (meta_problem(f) for origin in (SHIPPED, TRAINED) for f in _folders(origin))
-    return [p for p in problems if p]
+def left_out_adapters() -> list[str]:
+    """Why each adapter folder that saved_adapters() leaves out was left out (one line each):
+    a saferlab.json that cannot be used, or a name that a later trained folder takes."""
+    problems = [p for p in (meta_problem(f) for origin in (SHIPPED, TRAINED)
+                            for f in _folders(origin)) if p]
+    named: dict[str, Path] = {}
+    for adapter in _scan(TRAINED):  # in the order saved_adapters() reads them: the last wins
+        if adapter.name in named:
+            problems.append(f"{named[adapter.name]} is also called {adapter.name!r}; "
+                            f"{adapter.folder} is used")
+        named[adapter.name] = adapter.folder
+    return problems
 
 
 def saved_adapters() -> list[SavedAdapter]:

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import random
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -202,6 +203,10 @@ def suites() -> dict[str, SuiteInfo]:
     if folder.is_dir():
         for path in sorted(folder.glob("*.toml")):
             name = path.stem
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):  # ':' names a loader
+                raise SaferlabError(f"{path}: a suite's file name holds letters, digits, '.', "
+                                    "'_' and '-' only (it is the name --suite takes); rename it",
+                                    EXIT_USAGE)
             if name in out:
                 raise SaferlabError(f"{path} is named like the built-in suite {name!r}; "
                                     "rename it", EXIT_USAGE)

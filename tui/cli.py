@@ -105,8 +105,10 @@ def run(
 
         session_id, plans = resumable(store, resume, retry_errors=retry_errors)
         if not plans:
-            typer.echo(f"session s{session_id} has nothing left to run", err=True)
-            _print_runs(store, [], session_id, as_json)
+            typer.echo(f"session s{session_id} has nothing left to run; saferlab tradeoff "
+                       f"s{session_id} shows it", err=True)
+            if as_json:
+                output([], True, None)
             return
 
     if batch_size is None:
@@ -150,6 +152,9 @@ def stored_batch_size(plans) -> int | None:
     return None
 
 
+MAX_TOKENS = 1 << 20  # no context holds more; a larger budget is a typo
+
+
 def kind_budgets(texts: List[str]) -> tuple[tuple[str, int], ...]:
     """``["math=512"]`` as DecodingParams.max_tokens_by_kind."""
     from saferlab.engine.suites import KINDS
@@ -157,9 +162,13 @@ def kind_budgets(texts: List[str]) -> tuple[tuple[str, int], ...]:
     budgets = {}
     for text in texts:
         kind, _, number = text.partition("=")
-        if kind.strip() not in KINDS or not number.strip().isdigit() or int(number) < 1:
+        if kind.strip() not in KINDS:
             raise SaferlabError(f"--max-tokens-for takes KIND=N with KIND one of "
                                 f"{', '.join(KINDS)}, not {text!r}", EXIT_USAGE)
+        number = number.strip()
+        if not (number.isdecimal() and number.isascii()) or not 1 <= int(number) <= MAX_TOKENS:
+            raise SaferlabError(f"--max-tokens-for {kind.strip()}=N takes N from 1 to "
+                                f"{MAX_TOKENS}, not {number!r}", EXIT_USAGE)
         budgets[kind.strip()] = int(number)
     return tuple(sorted(budgets.items()))
 
@@ -226,9 +235,9 @@ def adapters_list(ctx: typer.Context, db: Optional[Path] = DbOption,
     if ctx.invoked_subcommand is not None:
         return
     from saferlab.db.adapters import all_adapters
-    from saferlab.engine.saved_adapters import unreadable_adapters
+    from saferlab.engine.saved_adapters import left_out_adapters
 
-    for problem in unreadable_adapters():  # left out of the list: say which and why
+    for problem in left_out_adapters():  # left out of the list: say which and why
         typer.echo(f"saferlab: warning: left out: {problem}", err=True)
     # A --db that names no file yet registers nothing: list the saved ones, make no file.
     store = None if db is not None and not db.exists() else open_store(db)

@@ -238,11 +238,11 @@ def experiment_finetune(
     from .progress import execute
     from .train_process import train_apart
 
-    try:
-        size_list = tuple(int(s) for s in sizes.split(",")) if sizes else ()
-    except ValueError:
+    parts = [s.strip() for s in sizes.split(",")] if sizes else []
+    if not all(p.isdecimal() and p.isascii() for p in parts):  # int() would read 1_0 as 10
         raise SaferlabError(f"--sizes takes numbers separated by commas, not {sizes!r}",
-                            EXIT_USAGE) from None
+                            EXIT_USAGE)
+    size_list = tuple(int(p) for p in parts)
     exp = FinetuneExperiment(model=model, seed=seed, steps=steps, aligned_steps=aligned_steps,
                              sizes=size_list, limit=limit, max_tokens=max_tokens,
                              math_tokens=math_tokens, math_items=math_items,

@@ -90,7 +90,8 @@ def test_the_command_exits_5_with_the_first_error_when_a_server_is_down(tmp_path
     assert result.exit_code == 5 and "every item failed (2)" in result.output
     # the errors kept: nothing left to run, and the run stays failed
     result = CliRunner().invoke(app, ["run", "--resume", "last", "--no-retry-errors", "--db", db])
-    assert result.exit_code == 0 and "nothing left to run" in result.output
+    assert result.exit_code == 0 and "nothing left to run; saferlab tradeoff s1" in result.output
+    assert "session s1\n" not in result.output  # no empty table
     result = CliRunner().invoke(app, ["runs", "--db", db])
     assert "failed with 2 errors" in result.output
 

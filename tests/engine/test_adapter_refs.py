@@ -96,18 +96,29 @@ def test_unknown_foreign_and_formatless_adapters_are_one_clear_error(trained):
     ('{"name": "broken", "base": {"path": 5}}', "'base.path' must be str, not int"),
     ("not json", "is not JSON")])
 def test_a_damaged_saferlab_json_is_left_out_and_named_when_asked_for(trained, meta, says):
-    from saferlab.engine.saved_adapters import saved_adapters, unreadable_adapters
+    from saferlab.engine.saved_adapters import left_out_adapters, saved_adapters
 
     folder = trained["aligned"].parent / "broken"
     folder.mkdir()
     (folder / "saferlab.json").write_text(meta)
     assert "broken" not in {a.name for a in saved_adapters()}
     assert {a.name for a in saved_adapters()} >= {"aligned", "cot"}  # the others still list
-    (problem,) = unreadable_adapters()
+    (problem,) = left_out_adapters()
     assert says in problem and str(folder / "saferlab.json") in problem
     with pytest.raises(SaferlabError, match=re.escape(says)) as err:
         resolve_stacks("embedded", ["broken"])
     assert err.value.exit_code == 3
+
+
+def test_two_trained_folders_of_one_name_are_noted(trained):
+    from saferlab.engine.saved_adapters import find_saved, left_out_adapters
+
+    again = _saved(trained["aligned"].parent, "zz-copy")
+    meta = json.loads((again / "saferlab.json").read_text()) | {"name": "aligned"}
+    (again / "saferlab.json").write_text(json.dumps(meta))
+    assert left_out_adapters() == [f"{trained['aligned']} is also called 'aligned'; "
+                                   f"{again} is used"]
+    assert find_saved("aligned").folder == again
 
 
 def test_a_model_path_that_cannot_be_looked_at_fits_no_adapter(trained, tmp_path):

@@ -132,6 +132,13 @@ def test_file_attacks_fail_clearly(tmp_path):
     bad.write_text("{not json")
     with pytest.raises(SaferlabError, match="not valid JSON .*line 1"):
         Recipe.from_names("direct", (), f"jbb-artifact:{bad}").messages(BEHAVIOUR)
+    for attack in ("gcg-suffix", "jbb-artifact"):
+        for name, data, says in (("latin1.txt", b"caf\xe9 suffix\n", "is not UTF-8 text"),
+                                 ("bin.json", b'{"jailbreaks": []}\x00', "binary file")):
+            path = tmp_path / name
+            path.write_bytes(data)
+            with pytest.raises(SaferlabError, match=f"{attack}: .*{says}"):
+                Recipe.from_names("direct", (), f"{attack}:{path}").messages(BEHAVIOUR)
     deep = tmp_path / "deep.json"
     deep.write_text('{"jailbreaks": ' + "[" * 100000)
     with pytest.raises(SaferlabError, match="nested too deeply"):

@@ -226,6 +226,14 @@ def test_user_files_of_the_wrong_shape_name_the_entry_and_key(saferlab_home, fil
             args, result.stderr)
 
 
+def test_a_user_suite_named_like_a_loader_is_refused(saferlab_home):
+    folder = saferlab_home / "prompts" / "suites"
+    folder.mkdir(parents=True)
+    (folder / "a:b.toml").write_text('kind = "harmful"\n[[items]]\nid = "a"\nprompt = "x"\n')
+    result = runner.invoke(app, ["prompts"])
+    assert result.exit_code == 2 and "a:b.toml: a suite's file name holds" in result.stderr
+
+
 @pytest.mark.parametrize("args, says", [
     (["run", "-m", "fake", "--resume", "99999999999999999999999"], "ids go up to"),
     (["report", "99999999999999999999999"], "less than or equal to 9223372036854775807"),
@@ -235,6 +243,9 @@ def test_user_files_of_the_wrong_shape_name_the_entry_and_key(saferlab_home, fil
     (["run", "-m", "fake", "--seed", "-1", "--dry-run"], "--seed must be between 0 and 4294967294"),
     (["run", "-m", "fake", "--seed", str(2 ** 32), "--dry-run"], "--seed must be between"),
     (["run", "-m", "fake", "--temperature", "inf", "--dry-run"], "--temperature must be a finite"),
+    (["run", "-m", "fake", "--max-tokens-for", "maths=5", "--dry-run"], "KIND one of harmful"),
+    (["run", "-m", "fake", "--max-tokens-for", "math=0", "--dry-run"], "math=N takes N from 1"),
+    (["run", "-m", "fake", "--max-tokens-for", "math=" + "9" * 20, "--dry-run"], "from 1 to"),
 ])
 def test_ids_seeds_and_temperatures_out_of_range_are_usage_errors(saferlab_home, args, says):
     invoke("run", "-m", "fake", "-n", "1")  # a database with a run in it

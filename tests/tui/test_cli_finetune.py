@@ -57,6 +57,7 @@ def test_the_experiment_lists_its_trainings_and_runs(tmp_path):
     assert {t["state"] for t in planned["trainings"]} == {"train"}
     assert planned["configurations"] == 6
     for args, says in ((["--sizes", "ten"], "--sizes"), (["--sizes", "100,0"], "at least 1"),
+                       (["--sizes", "1_0"], "--sizes takes numbers"),
                        (["--model", "fake:ok"], "local weights"),
                        (["--harmful", "foo"], "advbench:PATH")):
         # checked before anything trains: a bad last training would fail an hour in

@@ -93,9 +93,9 @@ class MainScreen(Screen):
         keys = {a["use_as"] for a in available}
         self.app.settings.adapters = [a for a in self.app.settings.adapters if a in keys]
         panel.show_adapters(available)
-        from saferlab.engine.saved_adapters import unreadable_adapters
+        from saferlab.engine.saved_adapters import left_out_adapters
 
-        for problem in unreadable_adapters():  # left out of the panel: say which and why
+        for problem in left_out_adapters():  # left out of the panel: say which and why
             self.app.tell(f"adapter left out: {problem}", error=True)
 
     def on_model_loaded(self, message: msg.ModelLoaded) -> None:
