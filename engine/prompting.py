@@ -62,9 +62,9 @@ def get_reasoning_prompt(text: str) -> ReasoningPrompt:
         return prompt
     if set(ref.params) - {"k"}:
         raise SaferlabError(f"reasoning prompt {ref.name!r} takes only k", EXIT_USAGE)
-    k = ref.int_param("k", int(prompt.entry.get("k", 4)), low=1)
     choices = prompt.entry.get("k_choices")
-    if choices and k not in choices:
+    k = ref.int_param("k", int(prompt.entry.get("k", 4)), low=None if choices else 1)
+    if choices and k not in choices:  # k=0 and k=-1 are named the same way as k=3
         raise SaferlabError(
             f"{ref.name}: k must be one of {', '.join(map(str, choices))}, not {k}", EXIT_USAGE)
     return ReasoningPrompt(prompt.name, prompt.entry, prompt.source, k)

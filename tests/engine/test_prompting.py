@@ -112,6 +112,7 @@ def test_encoded_answers_are_decoded_for_judges(encoding, text):
     ("direct", ("calm",), "none", "unknown modifier 'calm'"),
     ("direct", ("safety-demos",), "none", "direct has none; use it with few-shot-cot:k=N"),
     ("few-shot-cot:k=3", (), "none", "k must be one of 1, 2, 4, 8"),
+    ("few-shot-cot:k=0", (), "none", "k must be one of 1, 2, 4, 8, not 0"),
     ("self-reflect", (), "pair", "run them separately"),
     ("direct", (), "none:k=2", "takes no parameters"),
     ("direct", (), "in-context:k=99", "outside 1..8"),
