@@ -20,6 +20,7 @@ from typing import Any
 from .errors import EXIT_USAGE, SaferlabError
 from .jsontext import parse_json
 from .library import Described, entries, load_toml
+from .loaders import read_text
 from .refs import Ref, fill
 from .types import Item, Message
 
@@ -72,7 +73,7 @@ def read_suffixes(path: Path) -> list[str]:
     prompt minus its goal)."""
     if not path.is_file():
         raise SaferlabError(f"gcg-suffix: file not found: {path}", EXIT_USAGE)
-    text = _read_text(path, "gcg-suffix")
+    text = read_text(path)
     if path.suffix.lower() == ".json":
         suffixes = []
         for jb in _artifact_jailbreaks(path, text):
@@ -84,20 +85,6 @@ def read_suffixes(path: Path) -> list[str]:
     if not suffixes:
         raise SaferlabError(f"gcg-suffix: no suffix found in {path}", EXIT_USAGE)
     return suffixes
-
-
-def _read_text(path: Path, attack: str) -> str:
-    """An attack's file as text: bytes that are not UTF-8 would reach the model as U+FFFD."""
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise SaferlabError(f"{attack}: {path} is not UTF-8 text (byte {data[exc.start]:#04x} "
-                            f"at offset {exc.start})", EXIT_USAGE) from None
-    if "\x00" in text:
-        raise SaferlabError(f"{attack}: {path} is a binary file (it holds NUL bytes)",
-                            EXIT_USAGE)
-    return text
 
 
 def _artifact_jailbreaks(path: Path, text: str) -> list[dict[str, Any]]:
@@ -208,7 +195,7 @@ class Attack(Described):
         path = Path(self.path or "").expanduser()
         if not path.is_file():
             raise SaferlabError(f"jbb-artifact: file not found: {path}", EXIT_USAGE)
-        jailbreaks = _artifact_jailbreaks(path, _read_text(path, "jbb-artifact"))
+        jailbreaks = _artifact_jailbreaks(path, read_text(path))
         return {_squash(jb["goal"]): jb["prompt"] for jb in jailbreaks
                 if jb.get("goal") and jb.get("prompt")}
 

@@ -48,7 +48,8 @@ def _resolve(target: str) -> Path:
     return path
 
 
-def _read_text(path: Path) -> str:
+def read_text(path: Path) -> str:
+    """A user's data file as text: one clear error for a binary, non-UTF-8 or empty file."""
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -74,7 +75,7 @@ def _header(cells: list[str]) -> list[str]:
 
 
 def _csv_rows(path: Path, required: tuple[str, ...]) -> Rows:
-    reader = csv.reader(io.StringIO(_read_text(path), newline=""))
+    reader = csv.reader(io.StringIO(read_text(path), newline=""))
     header: list[str] | None = None
     end = count = 0
     try:
@@ -111,7 +112,7 @@ def _csv_rows(path: Path, required: tuple[str, ...]) -> Rows:
 
 def _jsonl_rows(path: Path) -> Rows:
     # split on "\n" only: str.splitlines would also break at U+2028 inside JSON strings
-    for line, raw in enumerate(_read_text(path).split("\n"), start=1):
+    for line, raw in enumerate(read_text(path).split("\n"), start=1):
         if not raw.strip():
             continue
         try:
