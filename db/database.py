@@ -49,8 +49,11 @@ def dumps(value: Any) -> str:
 class Database:
     """Opening, migrating and querying the file; transactions."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, create: bool = True) -> None:
+        """``create=False``: a path with no file reads as an empty database, and none is made
+        (the user's default database, before anything was run, for commands that only read)."""
         self.path = Path(path)
+        self._create = create
         self._local = threading.local()
         self._lock = threading.Lock()
         self._local.db = self._open()  # open and migrate now: a bad file fails here, clearly
@@ -68,12 +71,16 @@ class Database:
         where = f"cannot open database {self.path}"
         if self.path.is_dir():
             raise SaferlabError(f"{where}: it is a directory", EXIT_DATABASE)
+        target: Path | str = self.path
+        if not self._create and not self.path.exists():
+            target = ":memory:"  # empty and made of the same migrations; nothing on disk
+        else:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise SaferlabError(f"{where}: {exc.strerror}", EXIT_DATABASE) from None
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise SaferlabError(f"{where}: {exc.strerror}", EXIT_DATABASE) from None
-        try:
-            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000,
+            conn = sqlite3.connect(target, timeout=BUSY_TIMEOUT_MS / 1000,
                                    isolation_level=None)
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             self._refuse_foreign(conn)

@@ -91,9 +91,15 @@ def session_runs(store: Store, target: str) -> tuple[int, list[dict[str, Any]]]:
     else:
         digits = t.removeprefix("session:").removeprefix("s")
         if not digits.isdigit():
-            raise SaferlabError(f"cannot read {target!r}: give a session id (s3) or 'last'",
-                                EXIT_USAGE)
+            run = t.removeprefix("run:").removeprefix("r")
+            rows = list(store.query("SELECT session_id FROM runs WHERE id = ?", [int(run)])) \
+                if run.isdigit() and int(run) <= MAX_ID else []
+            where = f": run {int(run)} is in session s{rows[0]['session_id']}" if rows else ""
+            raise SaferlabError(f"cannot read {target!r}: give a session id (s3) or "
+                                f"'last'{where}", EXIT_USAGE)
         session_id = int(digits)
+        if session_id > MAX_ID:  # SQLite stores no larger integer
+            raise SaferlabError(f"no session {digits}: ids go up to {MAX_ID}", EXIT_USAGE)
     runs = list(store.query("SELECT * FROM runs WHERE session_id = ? ORDER BY id", [session_id]))
     if not runs:
         raise SaferlabError(f"no session s{session_id} in {store.path}", EXIT_USAGE)
@@ -123,10 +129,12 @@ def list_runs(store: Store, limit: int | None = None) -> list[dict[str, Any]]:
         params.append(limit)
     out = []
     for row in store.query(sql, params):
+        config = json.loads(row["config_json"])
         out.append({
             "id": row["id"], "session_id": row["session_id"], "created_utc": row["created_utc"],
             "status": row["status"], "model": row["model"], "reasoning": row["reasoning"],
-            "attack": row["attack"], "adapter": json.loads(row["config_json"]).get("adapter"),
+            "attack": row["attack"], "modifiers": list(config.get("modifiers") or []),
+            "adapter": config.get("adapter"),
             "items": row["n_items"], "generated": row["generated"], "errors": row["errors"],
             "meters": json.loads(row["meters_json"]) if row["meters_json"] else {},
             "error": row["error"],

@@ -14,7 +14,7 @@ import time
 from dataclasses import replace
 from typing import Any, Callable
 
-from .backends.llama_cpp import DEFAULT_CTX
+from .backends.base import DEFAULT_CTX
 from .events import Event, ItemJudged, SessionFinished, SessionStarted
 from .lab import Lab
 from .plan import SessionSpec

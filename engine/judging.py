@@ -23,13 +23,18 @@ def needs_model(names: Sequence[str]) -> list[str]:
     return [n for n in names if (info := JUDGES.get(Ref.parse(n).name)) and info.needs_model]
 
 
+def require_judge_model(names: Sequence[str], given: bool) -> None:
+    """Refuse model judges with no model to ask (judging a file, where no target is)."""
+    named = needs_model(names)
+    if named and not given:
+        raise SaferlabError(f"{', '.join(named)} {'needs' if len(named) == 1 else 'need'} a "
+                            "judge model: add --judge-model SPEC", EXIT_USAGE)
+
+
 class JudgePanel:
     def __init__(self, names: Sequence[str], model: Backend | None = None) -> None:
         self.judges: list[Judge | ModelJudge] = [make_judge(n) for n in names]
-        model_judges = needs_model(names)
-        if model_judges and model is None:
-            raise SaferlabError(
-                f"{', '.join(model_judges)} need a judge model: add --judge-model SPEC", EXIT_USAGE)
+        require_judge_model(names, model is not None)
         self.model = model
         self.guard_template = bool(model is not None and model.info().get("guard_template"))
 

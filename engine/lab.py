@@ -10,7 +10,7 @@ from typing import Any, Sequence
 from .adapter_refs import to_load
 from .backends import Backend, load_backend
 from .backends.base import AdapterArg
-from .errors import EXIT_MODEL, SaferlabError
+from .errors import EXIT_MODEL, EXIT_USAGE, SaferlabError
 from .events import Emit, ignore
 from .environment import environment
 from .gguf_meta import gguf_summary
@@ -60,6 +60,44 @@ class LoadedModel:
     def close(self) -> None:
         with self.lock:
             self.backend.close()
+
+
+def resumed_options(plans: Sequence[RunPlan]) -> dict[str, Any]:
+    """The backend options a resumed run was decoded with: its batch size, and the context of
+    a GGUF model. Its outputs reproduce only with them, so a resume loads the model so."""
+    for plan in plans:
+        if plan.run_id is None:
+            continue
+        was = plan.extra_config.get("backend") or {}
+        out = {key: was[key] for key in _reproducing(was)
+               if type(was.get(key)) is int and was[key] >= 1}
+        if out:
+            return out
+    return {}
+
+
+def _reproducing(backend_info: dict[str, Any]) -> tuple[str, ...]:
+    """The backend settings an output depends on (llama.cpp: the context bounds a budget)."""
+    return ("batch_size", "n_ctx") if backend_info.get("backend") == "llama.cpp" \
+        else ("batch_size",)
+
+
+def _check_resumable(plans: Sequence[RunPlan], backend_info: dict[str, Any]) -> None:
+    """A resumed run goes on only on a model loaded as it was: else its record would state
+    settings that its new outputs were not decoded with (and cache them under that key)."""
+    words = {"batch_size": ("batch size", "--batch-size"), "n_ctx": ("context", "--ctx")}
+    for plan in plans:
+        was = plan.extra_config.get("backend") or {}
+        if plan.run_id is None or was.get("backend") != backend_info.get("backend"):
+            continue
+        for key in _reproducing(was):
+            then, now = was.get(key), backend_info.get(key)
+            if then is not None and now is not None and then != now:
+                name, option = words[key]
+                raise SaferlabError(
+                    f"run {plan.run_id} was decoded with {name} {then}, but the model is "
+                    f"loaded with {now}; resume it with {name} {then} ({option} {then}): its "
+                    "outputs reproduce only so", EXIT_USAGE)
 
 
 class Lab:
@@ -130,6 +168,7 @@ class Lab:
                     f"run {plan.run_id} was made with a model file of sha256 {stored[:12]}..., "
                     f"but {plan.spec.model} now has {str(model_config.get('model_sha256'))[:12]}...; "
                     "restore that file to resume", EXIT_MODEL)
+        _check_resumable(plans, model_config.get("backend") or {})
         learned: dict[str, Any] = dict(model_config)  # what new runs record beside their plan
         helpers: dict[str, Backend] = {}  # attacker and judge models, loaded once each
         try:

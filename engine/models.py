@@ -174,3 +174,25 @@ def discover_gguf(max_depth: int = 4, limit: int = 500) -> list[Path]:
                     if len(found) >= limit:
                         return found
     return found
+
+
+def available_models() -> list[dict]:
+    """What ``saferlab models`` and the lab's picker list, once each: the embedded model (with
+    the error that says why, when it is not there), GGUF files found where people keep them,
+    and, with transformers installed, Hugging Face models on disk. Each row: spec, source
+    (embedded, gguf or hf), name, and the GGUF path (None for hf, with its folder)."""
+    rows: list[dict] = []
+    try:
+        rows.append({"spec": "embedded", "source": "embedded", "name": EMBEDDED_NAME,
+                     "path": embedded_model_path()})
+    except SaferlabError as exc:
+        rows.append({"spec": "embedded", "source": "embedded", "name": EMBEDDED_NAME,
+                     "path": None, "error": exc.message})
+    for path in discover_gguf():
+        rows.append({"spec": f"gguf:{path}", "source": "gguf", "name": path.stem, "path": path})
+    if importlib.util.find_spec("transformers") is not None:
+        for spec, folder in discover_hf():
+            rows.append({"spec": spec, "source": "hf", "name": folder.name, "path": None,
+                         "folder": folder})
+    seen: set[str] = set()
+    return [r for r in rows if not (r["spec"] in seen or seen.add(r["spec"]))]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .errors import EXIT_USAGE, SaferlabError
@@ -128,10 +128,10 @@ def plan_session(spec: SessionSpec) -> list[RunPlan]:
         raise SaferlabError("--limit must be at least 1", EXIT_USAGE)
     for judge in spec.judges:
         make_judge(judge)  # unknown names and bad parameters fail here, before any model loads
-    missing = needs_model(spec.judges)
-    if missing and not spec.judge_model:
-        raise SaferlabError(
-            f"{', '.join(missing)} need a judge model: add --judge-model SPEC", EXIT_USAGE)
+    if needs_model(spec.judges) and not spec.judge_model:
+        # The target judges itself, as it is its own attacker, unless told otherwise; the run
+        # records which model judged.
+        spec = replace(spec, judge_model=spec.model)
     recipes = [Recipe.from_names(r, spec.modifiers, a)
                for r, a in itertools.product(_unique(spec.reasoning, "reasoning prompt"),
                                              _unique(spec.attacks, "attack"))]

@@ -120,11 +120,13 @@ class LabApp(App):
 
     # -- model -------------------------------------------------------------------------
 
-    def _load(self, spec: str, adapters: Sequence[tuple[str, str]] = ()) -> LoadedModel:
-        """Load (in the calling worker thread) unless that model is already loaded."""
+    def _load(self, spec: str, adapters: Sequence[tuple[str, str]] = (),
+              resumed: dict[str, Any] | None = None) -> LoadedModel:
+        """Load (in the calling worker thread) unless that model is already loaded as asked:
+        with the lab's batch size, or with the options a resumed run was decoded with."""
         from saferlab.engine.lab import Lab, LoadedModel
 
-        options = {"batch_size": self.settings.batch_size}
+        options = {"batch_size": self.settings.batch_size} | (resumed or {})
         with self.model_lock:
             current = self.loaded
             if current is not None and current.serves(spec, adapters, options):
@@ -180,7 +182,7 @@ class LabApp(App):
     @work(thread=True, exclusive=True, exit_on_error=False, group="batch")
     def run_batch(self, target: Any, plans: list, session_id: int | None,
                   cancel: threading.Event) -> None:
-        from saferlab.engine.lab import Lab
+        from saferlab.engine.lab import Lab, resumed_options
 
         from .bridge import Bridge
 
@@ -191,9 +193,11 @@ class LabApp(App):
             adapters: dict[str, Any] = {}
             for plan in plans:
                 adapters |= plan.extra_config.get("adapters", {})
-            loaded = self._load(plans[0].spec.model, to_load(adapters))
+            loaded = self._load(plans[0].spec.model, to_load(adapters), resumed_options(plans))
             post(msg.ModelLoaded(loaded.spec, loaded.summary))
-            lab = Lab(recorder=self.store, emit=Bridge(post, self.clock), hash_cache=self.store)
+            # A judge or attacker model of its own loads with the target's options, as in the CLI.
+            lab = Lab(recorder=self.store, emit=Bridge(post, self.clock), hash_cache=self.store,
+                      backend_options=loaded.options)
             return lab.run(plans, cancel=cancel, session_id=session_id, model=loaded)
 
         try:

@@ -172,12 +172,14 @@ def in_process(function: str, model: str, items: int, max_tokens: int, folder: s
 def runner_decode(model: str, items: int, max_tokens: int, folder: str,
                   progress: Progress, tag: str = "") -> dict[str, Any]:
     """The runner (what `saferlab run` calls) at batch 8 on the batch the interface fires."""
+    from saferlab.engine.backends.base import DEFAULT_BATCH
     from saferlab.engine.backends.llama_cpp import default_threads
     from saferlab.engine.bench import lab_decode
 
     spec, _, _ = _batch(model, items, max_tokens)
-    return lab_decode(spec, {"n_threads": default_threads(), "batch_size": 8}, progress,
-                      "saferlab run, batch 8", _store(folder, f"cli{tag}.db"))
+    return lab_decode(spec, {"n_threads": default_threads(), "batch_size": DEFAULT_BATCH},
+                      progress, f"saferlab run, batch {DEFAULT_BATCH}",
+                      _store(folder, f"cli{tag}.db"))
 
 
 def tui_decode(model: str, items: int, max_tokens: int, folder: str,

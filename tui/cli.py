@@ -9,10 +9,10 @@ from typing import List, Optional
 
 import typer
 
-from saferlab.engine.errors import EXIT_CANCELLED, EXIT_ITEMS_FAILED, EXIT_USAGE, SaferlabError
+from saferlab.engine.errors import EXIT_USAGE, SaferlabError
 
 from . import render
-from .common import DbOption, handles_errors, open_store, output
+from .common import DbOption, handles_errors, open_store, output, session_ended
 from .literal import say
 from .progress import execute
 
@@ -61,11 +61,11 @@ def run(
     max_tokens_for: List[str] = typer.Option([], "--max-tokens-for", help="KIND=N: another budget for items of one kind (harmful, benign, math, privacy), e.g. math=512; repeatable."),
     temperature: float = typer.Option(0.0, "--temperature", min=0.0, help="0 decodes greedily."),
     judge: List[str] = typer.Option([], "--judge", "-j", help="Judges, the first of each meter primary (default: refusal-heuristic, refusal-keywords, answer-match, pii-leak)."),
-    judge_model: Optional[str] = typer.Option(None, "--judge-model", help="Model for llm-judge, strongreject and llama-guard."),
+    judge_model: Optional[str] = typer.Option(None, "--judge-model", help="Model for llm-judge, strongreject and llama-guard (default: the target itself)."),
     resume: Optional[str] = typer.Option(None, "--resume", help="Finish a run (7), a session (s3) or 'last', with its stored settings."),
     retry_errors: bool = typer.Option(True, "--retry-errors/--no-retry-errors", help="With --resume: generate the items that failed again (default) or keep their errors."),
     adapter: List[str] = typer.Option([], "--adapter", help="LoRA adapter (PEFT folder for hf:, GGUF LoRA for GGUF models, served name for openai:); adds a run per adapter beside the base."),
-    ctx: int = typer.Option(4096, "--ctx", min=256, help="Context length for GGUF models."),
+    ctx: Optional[int] = typer.Option(None, "--ctx", min=256, help="Context length for GGUF models (default 4096; a resumed run keeps its own)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads (default: all)."),
     device: Optional[str] = typer.Option(None, "--device", help="hf: cuda, mps or cpu (default: the best there is)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="GGUF and hf: requests decoded together (default 8; a resumed run keeps its own). 1 decodes one at a time."),
@@ -111,10 +111,12 @@ def run(
                 output([], True, None)
             return
 
-    if batch_size is None:
-        from saferlab.engine.backends.base import DEFAULT_BATCH
+    from saferlab.engine.backends.base import DEFAULT_BATCH, DEFAULT_CTX
+    from saferlab.engine.lab import resumed_options
 
-        batch_size = stored_batch_size(plans) or DEFAULT_BATCH
+    stored = resumed_options(plans)  # a resumed run's outputs reproduce only with its own
+    batch_size = batch_size or stored.get("batch_size") or DEFAULT_BATCH
+    ctx = ctx or stored.get("n_ctx") or DEFAULT_CTX
     options = {"n_ctx": ctx, "n_threads": threads, "device": device, "batch_size": batch_size,
                "concurrency": concurrency, "trust_remote_code": trust_remote_code}
     outcome = execute(store, plans, session_id, options, cache=not no_cache)
@@ -124,40 +126,13 @@ def run(
         say(f"saferlab: {cached} of {sum(r.generated for r in outcome.runs)} answers came from "
             "the result cache (identical earlier requests); --no-cache decodes them again",
             err=True)
-    if outcome.status == "cancelled":
-        typer.echo(f"cancelled; finish it with: saferlab run --resume s{outcome.session_id}",
-                   err=True)
-        raise typer.Exit(EXIT_CANCELLED)
-    _report_failed_items(outcome)
-
-
-def _report_failed_items(outcome) -> None:
-    """Failed items are stored and not done: say so, and exit 5 when a run got nothing back."""
-    retry = f"retry them: saferlab run --resume s{outcome.session_id}"
-    for run in outcome.runs:
-        if run.errors and run.status != "failed":
-            say(f"saferlab: warning: run {run.run_id}: {run.error}; {retry}", err=True)
-    failed = [run for run in outcome.runs if run.status == "failed"]
-    if failed:
-        say(f"saferlab: error: run {failed[0].run_id}: {failed[0].error}; {retry}", err=True)
-        raise typer.Exit(EXIT_ITEMS_FAILED)
-
-
-def stored_batch_size(plans) -> int | None:
-    """The batch size a resumed run was decoded with: its outputs reproduce only with it."""
-    for plan in plans:
-        size = (plan.extra_config.get("backend") or {}).get("batch_size")
-        if isinstance(size, int) and size >= 1:
-            return size
-    return None
-
-
-MAX_TOKENS = 1 << 20  # no context holds more; a larger budget is a typo
+    session_ended(outcome)
 
 
 def kind_budgets(texts: List[str]) -> tuple[tuple[str, int], ...]:
     """``["math=512"]`` as DecodingParams.max_tokens_by_kind."""
     from saferlab.engine.suites import KINDS
+    from saferlab.engine.types import MAX_TOKENS
 
     budgets = {}
     for text in texts:
@@ -182,19 +157,20 @@ def _print_runs(store, runs: list, session_id: int, as_json: bool) -> None:
 @app.command()
 @handles_errors
 def models(as_json: bool = typer.Option(False, "--json")) -> None:
-    """The embedded model and GGUF files found where people keep them."""
-    from saferlab.engine.models import EMBEDDED_NAME, discover_gguf, embedded_model_path
+    """The embedded model, GGUF files found where people keep them, and Hugging Face models
+    on disk (with the hf extra): what the lab's picker lists."""
+    from saferlab.engine.models import available_models
 
     rows = []
-    try:
-        path = embedded_model_path()
-        rows.append({"spec": "embedded", "name": EMBEDDED_NAME, "path": str(path),
-                     "size_bytes": path.stat().st_size})
-    except SaferlabError as exc:
-        rows.append({"spec": "embedded", "name": EMBEDDED_NAME, "path": None, "error": exc.message})
-    for p in discover_gguf():
-        rows.append({"spec": f"gguf:{p}", "name": p.stem, "path": str(p),
-                     "size_bytes": p.stat().st_size})
+    for row in available_models():
+        path = row["path"]
+        try:
+            size = path.stat().st_size if path is not None else None
+        except OSError:
+            size = None
+        rows.append({"spec": row["spec"], "source": row["source"], "name": row["name"],
+                     "path": str(path if path is not None else row.get("folder") or "") or None,
+                     "size_bytes": size} | ({"error": row["error"]} if "error" in row else {}))
     output(rows, as_json, render.models_table)
 
 
@@ -240,7 +216,7 @@ def adapters_list(ctx: typer.Context, db: Optional[Path] = DbOption,
     for problem in left_out_adapters():  # left out of the list: say which and why
         typer.echo(f"saferlab: warning: left out: {problem}", err=True)
     # A --db that names no file yet registers nothing: list the saved ones, make no file.
-    store = None if db is not None and not db.exists() else open_store(db)
+    store = None if db is not None and not db.exists() else open_store(db, existing=True)
     output(all_adapters(store), as_json, render.adapters_table)
 
 

@@ -12,7 +12,8 @@ import typer
 from saferlab.engine.errors import EXIT_ITEMS_FAILED, EXIT_USAGE, SaferlabError
 
 from . import render_analysis as show
-from .common import MAX_ID, DbOption, JsonOption, handles_errors, open_store, output
+from .common import (MAX_ID, DbOption, JsonOption, handles_errors, open_store, output,
+                     session_ended)
 
 experiment_app = typer.Typer(no_args_is_help=True, help="The paper's experiments, one command each.")
 
@@ -26,17 +27,14 @@ def judge(
 ) -> None:
     """Judge responses produced elsewhere with the lab's judges."""
     from saferlab.engine.analysis import agreement
-    from saferlab.engine.judging import JudgePanel, needs_model
+    from saferlab.engine.judging import JudgePanel, needs_model, require_judge_model
     from saferlab.engine.lab import Lab
     from saferlab.engine.responses import read_responses
 
     responses = read_responses(file)
     backend = None
     if needs_model(judge_names):
-        if not judge_model:
-            named = needs_model(judge_names)
-            raise SaferlabError(f"{', '.join(named)} {'needs' if len(named) == 1 else 'need'} "
-                                "a judge model: add --judge-model SPEC", EXIT_USAGE)
+        require_judge_model(judge_names, bool(judge_model))
         backend, _ = Lab().load_model(judge_model)
     try:
         panel = JudgePanel(judge_names, backend)
@@ -71,7 +69,7 @@ def label(
     db: Optional[Path] = DbOption,
 ) -> None:
     """Record your own verdict on the contested items of a run (or all of them)."""
-    from saferlab.db.outcomes import get_run, items_to_label, record_label
+    from saferlab.db.outcomes import LABEL_KEYS, get_run, items_to_label, record_label
 
     store = open_store(db)
     get_run(store, run_id)
@@ -79,12 +77,9 @@ def label(
     if not rows:
         typer.echo("nothing to label: no contested items (use --all for every item)")
         return
-    keys = {"harmful": ("safety", {"s": (True, "safe"), "u": (False, "unsafe")}),
-            "benign": ("over_refusal", {"a": (True, "answered"), "r": (False, "refused")}),
-            "privacy": ("privacy", {"k": (True, "kept"), "l": (False, "leaked")})}
     done = 0
     for n, row in enumerate(rows, start=1):
-        meter, choices = keys[row["kind"]]
+        meter, choices = LABEL_KEYS[row["kind"]]
         show.label_item(n, len(rows), row)
         options = "/".join(f"[{k}]{v[1][len(k):]}" for k, v in choices.items())
         try:
@@ -183,4 +178,5 @@ def experiment_prompting(
         return
     store = open_store(db)
     outcome = execute(store, plans, None)
+    session_ended(outcome, then=f", then saferlab tradeoff s{outcome.session_id}")
     tradeoff(f"s{outcome.session_id}", db=store.path, as_json=as_json)

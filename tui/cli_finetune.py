@@ -10,7 +10,7 @@ import typer
 
 from saferlab.engine.errors import EXIT_CANCELLED, EXIT_USAGE, SaferlabError
 
-from .common import DbOption, JsonOption, handles_errors, open_store, output
+from .common import DbOption, JsonOption, handles_errors, open_store, output, session_ended
 
 DatasetsOption = typer.Option(
     None, "--datasets", help="A folder of public datasets (AdvBench is read from "
@@ -282,10 +282,7 @@ def experiment_finetune(
                    f"{outcome.peak_rss_mb:.0f} MB", err=True)
     plans = exp.plans()
     outcome = execute(store, plans, None, {"n_threads": threads})
-    if outcome.status == "cancelled":
-        typer.echo(f"cancelled; finish it with: saferlab run --resume s{outcome.session_id}, "
-                   f"then saferlab experiment report s{outcome.session_id}", err=True)
-        raise typer.Exit(EXIT_CANCELLED)
+    session_ended(outcome, then=f", then saferlab experiment report s{outcome.session_id}")
     finetune_report(store, outcome.session_id, as_json)
 
 

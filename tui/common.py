@@ -10,7 +10,8 @@ from typing import Any, Callable, Optional
 
 import typer
 
-from saferlab.engine.errors import EXIT_DATABASE, SaferlabError
+from saferlab.engine.errors import (EXIT_CANCELLED, EXIT_DATABASE, EXIT_ITEMS_FAILED,
+                                    SaferlabError)
 
 from .literal import say
 
@@ -44,12 +45,32 @@ MAX_ID = 2 ** 63 - 1  # the largest integer SQLite stores: no run or session id 
 
 def open_store(db: Optional[Path], existing: bool = False):
     """The database ``db`` (default: the user's). ``existing``: a command that only reads
-    refuses a path with no file rather than make an empty database there."""
+    refuses a path with no file rather than make an empty database there; the user's default
+    database, before anything made it, reads as empty and is not made either."""
     from saferlab.db import Store, default_db_path
 
     if existing and db is not None and not db.exists():
         raise SaferlabError(f"no database at {db}", EXIT_DATABASE)
-    return Store(db or default_db_path())
+    return Store(db or default_db_path(), create=not existing)
+
+
+def session_ended(outcome: Any, then: str = "") -> None:
+    """What every command that runs a session says when it did not end cleanly, the same
+    way: cancelled (exit 130), a run that got nothing back (exit 5), items that failed (a
+    warning per run; they are stored and a resume generates them again). ``then``: what to
+    do after the resume (", then saferlab tradeoff s3")."""
+    resume = f"saferlab run --resume s{outcome.session_id}"
+    if outcome.status == "cancelled":
+        say(f"cancelled; finish it with: {resume}{then}", err=True)
+        raise typer.Exit(EXIT_CANCELLED)
+    retry = f"retry them: {resume}{then}"
+    for run in outcome.runs:
+        if run.errors and run.status != "failed":
+            say(f"saferlab: warning: run {run.run_id}: {run.error}; {retry}", err=True)
+    failed = [run for run in outcome.runs if run.status == "failed"]
+    if failed:
+        say(f"saferlab: error: run {failed[0].run_id}: {failed[0].error}; {retry}", err=True)
+        raise typer.Exit(EXIT_ITEMS_FAILED)
 
 
 def output(data: Any, as_json: bool, draw: Callable[[Any, Any], None]) -> None:

@@ -14,7 +14,6 @@ def build_plans(settings: Settings, adapters: Sequence[str] | None = None,
                 attacks: list[str] | None = None) -> list:
     """One run per attack and adapter (stack) of ``settings``; ``adapters`` replaces the
     chosen adapters and the typed stack (the compare screen runs one adapter a side)."""
-    from saferlab.engine.judging import needs_model
     from saferlab.engine.plan import SessionSpec, plan_session
     from saferlab.engine.types import DecodingParams
 
@@ -26,12 +25,14 @@ def build_plans(settings: Settings, adapters: Sequence[str] | None = None,
     if adapters is None:
         adapters = list(settings.adapters) + ([settings.adapter_stack]
                                               if settings.adapter_stack else [])
-    judges = tuple(settings.judges) or ("refusal-heuristic",)
+    if not settings.judges:
+        raise SaferlabError("choose at least one judge")
+    judges = tuple(settings.judges)
     spec = SessionSpec(
         model=settings.model, reasoning=(reasoning or settings.reasoning,),
         attacks=tuple(attacks), suites=tuple(settings.suites),
         modifiers=tuple(settings.modifiers if modifiers is None else modifiers),
         adapters=tuple(adapters), limit=settings.sample, seed=0, judges=judges,
-        judge_model=(settings.judge_model or settings.model) if needs_model(judges) else None,
+        judge_model=settings.judge_model or None,  # none: the target judges itself
         params=DecodingParams(max_tokens=settings.max_tokens, temperature=0.0, seed=0))
     return plan_session(spec)

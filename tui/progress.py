@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
 
+from saferlab.engine.export import config_title
 from saferlab.engine.events import (Event, ItemJudged, RunFinished, RunStarted, SessionFinished,
                                     SessionStarted)
 
@@ -49,7 +50,7 @@ class ProgressView:
             self.task = self.progress.add_task(f"session s{event.session_id}",
                                                total=event.items, rate="")
         elif isinstance(event, RunStarted) and self.task is not None:
-            label = f"run {event.run_id} {event.config['reasoning']}/{event.config['attack']}"
+            label = f"run {event.run_id} {config_title(event.config)}"
             self.run_labels[event.run_id] = label
             # Items a resumed run already has are not work of this call: keep the ETA honest.
             total = self.progress.tasks[0].total or 0

@@ -70,11 +70,13 @@ def shown_meters(rows: list[dict[str, Any]]) -> list[str]:
 def meters_table(console: Console, rows: list[dict[str, Any]], title: str) -> None:
     meters = shown_meters(rows)
     adapters = any(r["config"].get("adapter") for r in rows)
-    table = table_of(title, "run", "prompt", "attack", *(["adapter"] if adapters else []),
-                     "status", *meters)
+    modifiers = any(r["config"].get("modifiers") for r in rows)
+    table = table_of(title, "run", "prompt", "attack", *(["modifiers"] if modifiers else []),
+                     *(["adapter"] if adapters else []), "status", *meters)
     for r in rows:
         c = r["config"]
         table.add_row(Text(str(r["id"])), Text(c["reasoning"]), Text(c["attack"]),
+                      *([Text("+".join(c.get("modifiers") or []) or "-")] if modifiers else []),
                       *([Text(c.get("adapter") or "-")] if adapters else []),
                       status_cell(r["status"], r.get("errors")),
                       *(meter_cell(r["meters"].get(m)) for m in meters))
@@ -90,11 +92,14 @@ def runs_table(console: Console, rows: list[dict[str, Any]]) -> None:
         return
     meters = shown_meters(rows)
     adapters = any(r.get("adapter") for r in rows)
+    modifiers = any(r.get("modifiers") for r in rows)
     table = table_of(None, "run", "model", "prompt", "attack",
+                     *(["modifiers"] if modifiers else []),
                      *(["adapter"] if adapters else []), "done", "status", *meters)
     for r in rows:
         table.add_row(Text(f"{r['id']} s{r['session_id']}"), Text(r["model"]),
                       Text(r["reasoning"]), Text(r["attack"]),
+                      *([Text("+".join(r.get("modifiers") or []) or "-")] if modifiers else []),
                       *([Text(r.get("adapter") or "-")] if adapters else []),
                       Text(f"{r['generated']}/{r['items']}"),
                       status_cell(r["status"], r.get("errors")),

@@ -19,10 +19,10 @@ def _fmt(x: float | None, digits: int = 3) -> str:
 
 
 def run_label(run: dict[str, Any]) -> str:
-    c = run["config"]
-    mods = "+".join(c.get("modifiers", []))
-    label = f"{c['reasoning']} / {c['attack']}" + (f" / {mods}" if mods else "")
-    return label + (f" [{c['adapter']}]" if c.get("adapter") else "")
+    """A run's name, as the lab and the exports write it."""
+    from saferlab.engine.export import config_title
+
+    return config_title(run["config"])
 
 
 def judged_line(rid: str, verdicts: list, as_json: bool) -> None:

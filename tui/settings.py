@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from saferlab.engine.backends.base import DEFAULT_BATCH
 from saferlab.engine.judges import DEFAULT_JUDGES  # the engine owns the defaults
 
 DEFAULT_ADAPTERS = ("aligned", "aligned+cot")
@@ -26,7 +27,7 @@ class Settings:
     sample: int = 5
     judges: list[str] = field(default_factory=lambda: list(DEFAULT_JUDGES))
     max_tokens: int = 256
-    batch_size: int = 8  # requests decoded together (GGUF and hf models); 1: one at a time
+    batch_size: int = DEFAULT_BATCH  # requests decoded together (GGUF, hf); 1: one at a time
     export_format: str = "html"
     export_redact: bool = False
     compare_b_reasoning: str = "zero-shot-cot"

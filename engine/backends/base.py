@@ -10,6 +10,7 @@ from ..types import FINISH_CANCELLED, GenerationRequest, GenerationResult, Messa
 # Requests decoded together by the llama.cpp and transformers backends: fixed, never tuned to
 # the machine, because greedy outputs depend on the batch shape and a run must reproduce.
 DEFAULT_BATCH = 8
+DEFAULT_CTX = 4096  # the llama.cpp backend's context, in tokens
 
 # Called with (request id, text piece) as tokens arrive; used for live transcripts.
 OnToken = Callable[[str, str], None]

@@ -31,7 +31,7 @@ from ..errors import EXIT_MODEL, EXIT_USAGE, SaferlabError
 from ..models import ModelRef, check_gguf
 from ..types import (FINISH_CANCELLED, FINISH_ERROR, FINISH_LENGTH, FINISH_STOP,
                      AdapterStack, DecodingParams, GenerationRequest, GenerationResult, Message)
-from .base import CHATML, AdapterArg, OnToken, named_adapters, render_chat
+from .base import CHATML, DEFAULT_BATCH, AdapterArg, OnToken, named_adapters, render_chat
 
 # Turn ends of common chat formats. A model stops at any of them that its vocabulary has, as
 # llama.cpp's end-of-generation set does, even when its config names a single EOS.
@@ -135,7 +135,7 @@ class _Observer(StoppingCriteria):
 
 
 class HfBackend:
-    def __init__(self, ref: ModelRef, device: str | None = None, batch_size: int = 8,
+    def __init__(self, ref: ModelRef, device: str | None = None, batch_size: int = DEFAULT_BATCH,
                  adapters: Sequence[AdapterArg] = (), trust_remote_code: bool = False,
                  dtype: str | None = None, n_threads: int | None = None, **_: Any) -> None:
         if int(batch_size) < 1:

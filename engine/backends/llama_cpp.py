@@ -21,11 +21,10 @@ from ..errors import EXIT_MODEL, EXIT_USAGE, SaferlabError
 from ..models import ModelRef
 from ..types import (FINISH_CANCELLED, FINISH_ERROR, FINISH_LENGTH, FINISH_STOP,
                      AdapterStack, GenerationRequest, GenerationResult, Message)
-from .base import (CHATML, DEFAULT_BATCH, AdapterArg, OnToken, named_adapters, one_at_a_time,
-                   render_chat)
+from .base import (CHATML, DEFAULT_BATCH, DEFAULT_CTX, AdapterArg, OnToken, named_adapters,
+                   one_at_a_time, render_chat)
 from .llama_batch import BatchDecoder, set_loras, shared_length
 
-DEFAULT_CTX = 4096
 CHUNK = 16  # prompt evaluation block; see _reuse_prefix
 
 

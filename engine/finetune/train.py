@@ -38,7 +38,7 @@ from ..recorder import NullTrainingRecorder, TrainingRecorder
 from ..saved_adapters import TRAINED, read_saved
 from ..types import DecodingParams, GenerationRequest, Message
 from .build import build_training_set
-from .data import Example, TrainingSet, examples_sha256
+from .data import TrainingSet, examples_sha256
 from .disjoint import evaluation_set
 from .save import base_description, save_adapter
 from .spec import Resume, TrainOutcome, TrainSpec, lora_targets
@@ -239,7 +239,6 @@ def train(spec: TrainSpec, recorder: TrainingRecorder | None = None, emit: Emit 
     spec.check()
     recorder = recorder or NullTrainingRecorder()
     cancel = cancel or threading.Event()
-    folder = spec.folder
     _check_folders(spec, resume)
     started = time.perf_counter()
     if spec.threads:

@@ -2,6 +2,7 @@
 
 import pytest
 
+from saferlab.engine.errors import SaferlabError
 from saferlab.engine.judges.base import JudgeRequest, ModelJudge
 from saferlab.engine.judges.model import LlamaGuard, LlmJudge, StrongReject, harmfulness
 from saferlab.engine.library import load_toml
@@ -329,3 +330,21 @@ def test_embedded_judge_answers_parse_under_the_grammar(embedded_backend, cls, i
     v = judge.parse(item, text, output)
     assert v.error is None and v.passed is not None, output
     print(f"{judge.name} on {item.kind}: {output!r} -> {v.label} {v.score}")
+
+
+def test_with_no_judge_model_the_target_judges_itself_and_the_run_says_so():
+    from saferlab.engine.plan import SessionSpec, plan_session
+
+    plans = plan_session(SessionSpec(model="fake:mixed", judges=("llm-judge",), limit=2))
+    assert {p.spec.judge_model for p in plans} == {"fake:mixed"}
+    assert plans[0].config()["judge_model"] == "fake:mixed"
+    # No model judge: no judge model is recorded.
+    plans = plan_session(SessionSpec(model="fake:mixed", judges=("refusal-heuristic",), limit=2))
+    assert {p.spec.judge_model for p in plans} == {None}
+
+
+def test_judging_a_file_with_a_model_judge_and_no_model_is_refused():
+    from saferlab.engine.judging import JudgePanel
+
+    with pytest.raises(SaferlabError, match="llm-judge needs a judge model: add --judge-model"):
+        JudgePanel(("llm-judge",))

@@ -586,3 +586,66 @@ def test_a_new_item_is_a_repaint_not_a_layout_pass_and_the_log_keeps_every_line(
             assert lines[-1] == "session s1 finished"
 
     run(flow())
+
+
+def test_a_run_resumed_from_history_keeps_the_batch_size_it_was_decoded_with(tmp_path):
+    from saferlab.engine.backends.fake import FakeBackend
+    from saferlab.tui.app import LabApp
+
+    server = {"down": True}
+
+    class Sized(FakeBackend):  # reports its batch size and context as llama.cpp's does
+        def info(self):
+            return {"backend": "llama.cpp", "spec": self.spec, "batch_size": 8, "n_ctx": 4096}
+
+    app = LabApp(tmp_path / "lab.db", settings_file=tmp_path / "tui.json", autoload=False,
+                 clock=ticking_clock(), backend_factory=lambda spec: Sized(
+                     script=lambda r: REFUSAL,
+                     fail=lambda r: "connection refused" if server["down"] else None))
+
+    async def flow():
+        async with app.run_test(size=(150, 50)) as pilot:
+            use_model(app, "fake:refuse")
+            configure(app.screen, suites=("harmful",), sample=3)
+            await pilot.press("f")
+            await settle(app, pilot)
+            assert app.loaded.options == {"batch_size": 8}
+            app.settings.batch_size = 2  # changed since: the resume keeps the run's own
+
+            def restore():
+                server["down"] = False
+
+            await resume_from_history(app, pilot, before=restore)
+            assert app.loaded.options == {"batch_size": 8, "n_ctx": 4096}
+
+    run(flow())
+    with sqlite3.connect(tmp_path / "lab.db") as conn:
+        assert conn.execute("SELECT status FROM runs").fetchone()[0] == "finished"
+
+
+def test_a_batch_with_no_judge_ticked_is_refused_not_judged_by_a_stand_in():
+    from saferlab.engine.errors import SaferlabError
+    from saferlab.tui.plans import build_plans
+    from saferlab.tui.settings import Settings
+
+    settings = Settings(model="fake:mixed", judges=[])
+    with pytest.raises(SaferlabError, match="choose at least one judge"):
+        build_plans(settings)
+    settings.judges = ["refusal-keywords"]
+    assert {p.spec.judges for p in build_plans(settings, adapters=[])} == {("refusal-keywords",)}
+
+
+def test_the_pickers_typed_line_reads_a_spec_as_the_cli_does(tmp_path, embedded_path):
+    from saferlab.tui.screens.models import typed_spec
+
+    assert typed_spec("embedded") == "embedded"  # not gguf:embedded
+    assert typed_spec("fake:refuse") == "fake:refuse"
+    assert typed_spec(str(embedded_path)) == str(embedded_path)
+    model = tmp_path / "model.bin"
+    model.write_bytes(b"GGUF")
+    folder = tmp_path / "Qwen-dir"
+    folder.mkdir()
+    assert typed_spec(str(model)) == f"gguf:{model}"
+    assert typed_spec(str(folder)) == f"hf:{folder}"
+    missing = typed_spec(str(tmp_path / "nothing-here"))
+    assert not isinstance(missing, str) and "cannot tell what model" in missing.message

@@ -40,6 +40,21 @@ def test_models_lists_the_embedded_model():
     assert rows[0]["spec"] == "embedded" and rows[0]["size_bytes"] > 90_000_000
 
 
+def test_models_lists_what_the_labs_picker_lists(tmp_path, monkeypatch):
+    pytest.importorskip("transformers")
+    folder = tmp_path / "models" / "Tiny-HF"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    monkeypatch.chdir(tmp_path)
+    from saferlab.engine.models import available_models
+
+    rows = json.loads(invoke("models", "--json").output)
+    assert f"hf:{folder}" in {r["spec"] for r in rows}
+    assert [r["spec"] for r in rows] == [r["spec"] for r in available_models()]
+    hf = next(r for r in rows if r["source"] == "hf")
+    assert hf["name"] == "Tiny-HF" and hf["path"] == str(folder) and hf["size_bytes"] is None
+
+
 def test_run_with_the_fake_backend_prints_runs_as_json(saferlab_home):
     result = runner.invoke(app, ["run", "--model", "fake:refuse", "--suite", "harmful",
                                  "--suite", "math", "--attack", "none", "--attack",
@@ -109,6 +124,23 @@ def test_a_command_that_only_reads_makes_no_database_at_a_mistyped_path(tmp_path
     result = runner.invoke(app, [*command, "--db", str(typo)])
     assert result.exit_code == 4 and f"no database at {typo}" in result.stderr, result.output
     assert not typo.exists()
+
+
+@pytest.mark.parametrize("command", [["runs"], ["trainings"], ["tradeoff"],
+                                     ["report", "1"], ["compare", "1", "2"], ["adapters"],
+                                     ["export", "last"], ["experiment", "report"]])
+def test_a_command_that_only_reads_makes_no_default_database_on_a_fresh_home(saferlab_home,
+                                                                           command):
+    from saferlab.db import default_db_path
+
+    assert not default_db_path().exists()
+    result = runner.invoke(app, command)
+    assert result.exit_code in (0, 2, 4), result.output
+    if command == ["runs"]:
+        assert result.exit_code == 0 and "no runs yet" in result.stdout
+    if result.exit_code:  # the message still names the user's database, not a stand-in
+        assert "memory" not in result.stderr, result.stderr
+    assert not default_db_path().exists()
 
 
 def test_adapters_lists_the_sound_ones_and_names_a_damaged_one(saferlab_home):
@@ -246,6 +278,8 @@ def test_a_user_suite_named_like_a_loader_is_refused(saferlab_home):
     (["run", "-m", "fake", "--max-tokens-for", "maths=5", "--dry-run"], "KIND one of harmful"),
     (["run", "-m", "fake", "--max-tokens-for", "math=0", "--dry-run"], "math=N takes N from 1"),
     (["run", "-m", "fake", "--max-tokens-for", "math=" + "9" * 20, "--dry-run"], "from 1 to"),
+    (["run", "-m", "fake", "--max-tokens", "9" * 11, "--dry-run"], "--max-tokens must be from 1"),
+    (["tradeoff", "99999999999999999999999"], "ids go up to"),
 ])
 def test_ids_seeds_and_temperatures_out_of_range_are_usage_errors(saferlab_home, args, says):
     invoke("run", "-m", "fake", "-n", "1")  # a database with a run in it
@@ -268,3 +302,13 @@ def test_a_database_that_fails_under_a_command_is_one_line(tmp_path, monkeypatch
     assert result.exit_code == 4
     assert result.output.strip().splitlines() == [
         f"saferlab: error: database {db}: attempt to write a readonly database"]
+
+
+def test_runs_tell_apart_runs_that_differ_only_in_their_modifiers(saferlab_home):
+    for extra in ([], ["--modifier", "safety-system"]):
+        result = runner.invoke(app, ["run", "--model", "fake:refuse", "--limit", "1", *extra])
+        assert result.exit_code == 0, result.output
+    rows = json.loads(runner.invoke(app, ["runs", "--json"]).stdout)
+    assert [r["modifiers"] for r in rows] == [["safety-system"], []]
+    table = runner.invoke(app, ["runs"]).stdout
+    assert "modifiers" in table and "safety-system" in table

@@ -63,8 +63,13 @@ def test_model_judge_needs_a_judge_model(tmp_path):
     path.write_text('{"prompt": "x", "response": "y"}\n')
     result = cli("judge", path, "--judge", "llm-judge")
     assert result.exit_code == 2 and "llm-judge needs a judge model" in result.stderr
-    result = cli("run", "--model", "fake", "--judge", "strongreject")
-    assert result.exit_code == 2 and "add --judge-model SPEC" in result.stderr
+    # A run has a target to ask: it judges itself, and the run records that it did.
+    db = tmp_path / "lab.db"
+    result = cli("run", "--model", "fake:refuse", "--judge", "strongreject", "-n", "1",
+                 "--db", db, "--json")
+    assert result.exit_code == 0, result.output
+    (run,) = json.loads(result.stdout)
+    assert run["config"]["judge_model"] == "fake:refuse"
 
 
 def test_judge_exits_5_when_nothing_was_judged_and_2_for_judges_that_do_not_apply(tmp_path):
@@ -200,3 +205,23 @@ def test_experiment_prompting_dry_run_lists_the_grid():
     assert len(grid["runs"]) == 64 and {r["items"] for r in grid["runs"]} == {6}
     assert {"reasoning": "few-shot-cot:k=8", "attack": "deep-inception",
             "modifiers": ["safety-system"], "items": 6} in grid["runs"]
+
+
+def test_experiment_prompting_on_a_server_that_is_down_exits_5_with_no_table(tmp_path):
+    db = tmp_path / "lab.db"
+    result = cli("experiment", "prompting", "--model", "openai:http://127.0.0.1:9/v1#x",
+                 "--limit", "1", "--db", db)
+    assert result.exit_code == 5, result.output
+    assert "run 1: every item failed (3)" in result.stderr and "connection refused" in result.stderr
+    assert "saferlab run --resume s1, then saferlab tradeoff s1" in result.stderr
+    assert "safety" not in result.stdout  # no table of runs that got nothing back
+
+
+def test_tradeoff_reads_session_ids_in_range_and_points_from_a_run_to_its_session(tmp_path):
+    db = tmp_path / "lab.db"
+    stored_run(db, lambda r: REFUSAL)
+    huge = cli("tradeoff", "99999999999999999999", "--db", db)
+    assert huge.exit_code == 2 and "ids go up to" in huge.stderr, huge.output
+    run = cli("tradeoff", "r1", "--db", db)
+    assert run.exit_code == 2 and "run 1 is in session s1" in run.stderr
+    assert cli("tradeoff", "1", "--db", db).exit_code == 0  # a bare number is a session here

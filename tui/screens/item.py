@@ -9,12 +9,10 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
+from saferlab.db.outcomes import LABEL_KEYS
+
 from ..literal import literal
 
-# kind -> meter and the keys that label it
-LABEL_KEYS = {"harmful": ("safety", {"s": (True, "safe"), "u": (False, "unsafe")}),
-              "benign": ("over_refusal", {"a": (True, "answered"), "r": (False, "refused")}),
-              "privacy": ("privacy", {"k": (True, "kept"), "l": (False, "leaked")})}
 
 
 class ItemScreen(Screen):

@@ -4,7 +4,6 @@ GGUF metadata (size, quantization, parameters, context length) is read in a work
 
 from __future__ import annotations
 
-import importlib.util
 from typing import Any
 
 from textual import work
@@ -13,25 +12,28 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Input, Label
 
+from saferlab.engine.errors import SaferlabError
+
 from ..literal import literal
 
 
-def candidates() -> list[dict[str, Any]]:
-    """What the picker lists: spec, where it was found, and a path to read metadata from."""
-    from saferlab.engine.errors import SaferlabError
-    from saferlab.engine.models import discover_gguf, discover_hf, embedded_model_path
+def typed_spec(text: str) -> str | SaferlabError:
+    """What the picker's typed line names, read as ``--model`` reads it; a path that is no
+    spec, to a file or a folder that is there, as ``gguf:PATH`` or ``hf:PATH``."""
+    import os
 
-    rows = []
+    from saferlab.engine.models import parse_model_spec
+
     try:
-        rows.append({"spec": "embedded", "source": "embedded", "path": embedded_model_path()})
-    except SaferlabError:
-        pass
-    for path in discover_gguf():
-        rows.append({"spec": f"gguf:{path}", "source": "gguf", "path": path})
-    if importlib.util.find_spec("transformers") is not None:
-        for spec, folder in discover_hf():
-            rows.append({"spec": spec, "source": "hf", "path": None, "folder": folder})
-    return rows
+        parse_model_spec(text)
+        return text
+    except SaferlabError as exc:
+        path = os.path.expanduser(text)
+        if os.path.isfile(path):
+            return f"gguf:{text}"
+        if os.path.isdir(path):
+            return f"hf:{text}"
+        return exc
 
 
 class ModelPicker(ModalScreen[str | None]):
@@ -56,11 +58,12 @@ class ModelPicker(ModalScreen[str | None]):
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
         table.add_columns("Model", "Source", "Size", "Quant", "Params", "Context")
-        self.rows, seen = [], set()
-        for row in candidates():
-            if row["spec"] in seen:
+        from saferlab.engine.models import available_models
+
+        self.rows = []
+        for row in available_models():
+            if row.get("error"):  # the embedded model is not installed: nothing to pick
                 continue
-            seen.add(row["spec"])
             self.rows.append(row)
             try:
                 size = row["path"].stat().st_size / 1e6 if row["path"] else None
@@ -123,10 +126,11 @@ class ModelPicker(ModalScreen[str | None]):
         if not text:
             self.app.tell("type a path or a model spec first", error=True)
             return
-        if ":" not in text.split("/")[0] and not text.startswith(("~", "/", ".")) \
-                and not text.lower().endswith(".gguf"):
-            text = f"gguf:{text}"
-        self.dismiss(text)
+        spec = typed_spec(text)
+        if not isinstance(spec, str):  # no spec, and no file or folder of that name
+            self.app.tell(spec.message, error=True)
+            return
+        self.dismiss(spec)
 
     def _use_endpoint(self) -> None:
         url = self.query_one("#url", Input).value.strip()
