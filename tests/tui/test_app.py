@@ -442,9 +442,16 @@ def test_the_batch_size_is_a_choice_of_the_lab(tmp_path):
             await pilot.press("f")
             await settle(app, pilot)
             assert app.loaded.options["batch_size"] == 2
-            app.screen.query_one("#batch-size", Input).value = "nonsense"
+            for bad in ("nonsense", "0", "-5"):
+                box = app.screen.query_one("#batch-size", Input)
+                box.value = bad
+                await pilot.pause()
+                assert app.settings.batch_size == 2  # the last good number stays
+                assert box.has_class("-invalid") or bad == "nonsense", bad
+            sample = app.screen.query_one("#sample", Input)
+            sample.value = "0"  # not quietly 1: an empty batch is never fired either
             await pilot.pause()
-            assert app.settings.batch_size == 2  # the last good number stays
+            assert app.settings.sample == 2 and sample.has_class("-invalid")
 
     run(flow())
     assert json.loads((tmp_path / "tui.json").read_text())["batch_size"] == 2

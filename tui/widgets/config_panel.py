@@ -10,6 +10,7 @@ from textual.containers import VerticalScroll
 from textual.css.query import NoMatches
 from textual.content import Content
 from textual.widgets import Checkbox, Input, Label, Select, SelectionList
+from textual.validation import Integer
 
 from ..settings import Settings
 
@@ -47,7 +48,8 @@ class ConfigPanel(VerticalScroll):
         s = self.settings
         # first, so that it is in view on the smallest terminal
         yield Label("Items per suite", classes="section")
-        yield Input(str(s.sample), type="integer", id="sample", placeholder="e.g. 5")
+        yield Input(str(s.sample), type="integer", id="sample", placeholder="e.g. 5",
+                    validators=[Integer(minimum=1)])
         yield Label("Reasoning prompt", classes="section")
         yield Select([(Content(n), n) for n in self.reasoning_names], allow_blank=False,
                      value=s.reasoning if s.reasoning in self.reasoning_names else "direct",
@@ -81,7 +83,8 @@ class ConfigPanel(VerticalScroll):
                         "gguf:PATH, hf:NAME, openai:URL#MODEL); empty: the target judges its "
                         "own answers."))
         yield Label("Batch size", classes="section")
-        yield Input(str(s.batch_size), type="integer", id="batch-size", tooltip=(
+        yield Input(str(s.batch_size), type="integer", id="batch-size",
+                    validators=[Integer(minimum=1)], tooltip=(
             "Requests decoded together by GGUF and Hugging Face models. Outputs reproduce "
             "for a fixed batch size; 1 decodes one at a time (the reference)."))
 
@@ -132,13 +135,17 @@ class ConfigPanel(VerticalScroll):
         s.judge_model = self.query_one("#judge-model", Input).value.strip()
         s.attacks = list(self.query_one("#attacks", SelectionList).selected)
         s.suites = list(self.query_one("#suites", SelectionList).selected)
-        try:
-            s.sample = max(1, int(self.query_one("#sample", Input).value))
-        except ValueError:
-            pass  # keep the last good number
-        try:
-            s.batch_size = max(1, int(self.query_one("#batch-size", Input).value))
-        except ValueError:
-            pass
+        # A number below 1 is shown as invalid and the last good one is kept, as for text.
+        s.sample = _positive(self.query_one("#sample", Input).value, s.sample)
+        s.batch_size = _positive(self.query_one("#batch-size", Input).value, s.batch_size)
         s.judges = list(self.query_one("#judges", SelectionList).selected)
         return s
+
+
+def _positive(text: str, last: int) -> int:
+    """``text`` as a whole number of 1 or more, else ``last``."""
+    try:
+        value = int(text)
+    except ValueError:
+        return last
+    return value if value >= 1 else last
