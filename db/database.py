@@ -51,7 +51,8 @@ class Database:
 
     def __init__(self, path: Path | str, create: bool = True) -> None:
         """``create=False``: a path with no file reads as an empty database, and none is made
-        (the user's default database, before anything was run, for commands that only read)."""
+        (the user's default database, before anything was run, for commands that only read).
+        Each thread then has an empty in-memory one of its own, which refuses writes."""
         self.path = Path(path)
         self._create = create
         self._local = threading.local()
@@ -89,6 +90,8 @@ class Database:
             conn.execute("PRAGMA synchronous = NORMAL")
             with self._lock:
                 self._migrate(conn)
+            if target != self.path:  # the stand-in for a file not made: nothing to keep
+                conn.execute("PRAGMA query_only = ON")
         except sqlite3.DatabaseError as exc:
             raise SaferlabError(f"{where}: {exc}", EXIT_DATABASE) from None
         return sqlite_utils.Database(conn)

@@ -23,6 +23,11 @@ def latest_session_id(store: Store) -> int | None:
 MAX_ID = 2 ** 63 - 1
 
 
+def _number(text: str) -> bool:
+    """ASCII digits only: what int() reads as an id ("²" is a digit int() refuses)."""
+    return text.isdecimal() and text.isascii()
+
+
 def parse_target(text: str) -> tuple[str, int | None]:
     """``last``, ``s3``/``session:3`` (a session) or ``7``/``r7``/``run:7`` (a run)."""
     t = text.strip().lower()
@@ -30,7 +35,7 @@ def parse_target(text: str) -> tuple[str, int | None]:
         return "session", None
     for prefix, kind in (("session:", "session"), ("s", "session"), ("run:", "run"), ("r", "run"),
                          ("", "run")):
-        if t.startswith(prefix) and t[len(prefix):].isdigit():
+        if t.startswith(prefix) and _number(t[len(prefix):]):
             ident = int(t[len(prefix):])
             if ident > MAX_ID:  # SQLite stores no larger integer
                 raise SaferlabError(f"no {kind} {t[len(prefix):]}: ids go up to {MAX_ID}",
@@ -90,10 +95,10 @@ def session_runs(store: Store, target: str) -> tuple[int, list[dict[str, Any]]]:
             raise SaferlabError(f"{store.path} holds no session yet", EXIT_USAGE)
     else:
         digits = t.removeprefix("session:").removeprefix("s")
-        if not digits.isdigit():
+        if not _number(digits):
             run = t.removeprefix("run:").removeprefix("r")
             rows = list(store.query("SELECT session_id FROM runs WHERE id = ?", [int(run)])) \
-                if run.isdigit() and int(run) <= MAX_ID else []
+                if _number(run) and int(run) <= MAX_ID else []
             where = f": run {int(run)} is in session s{rows[0]['session_id']}" if rows else ""
             raise SaferlabError(f"cannot read {target!r}: give a session id (s3) or "
                                 f"'last'{where}", EXIT_USAGE)

@@ -69,8 +69,8 @@ def resumed_options(plans: Sequence[RunPlan]) -> dict[str, Any]:
         if plan.run_id is None:
             continue
         was = plan.extra_config.get("backend") or {}
-        out = {key: was[key] for key in _reproducing(was)
-               if type(was.get(key)) is int and was[key] >= 1}
+        out = {key: value for key in _reproducing(was)
+               if (value := _stored(was, key)) is not None}
         if out:
             return out
     return {}
@@ -82,6 +82,13 @@ def _reproducing(backend_info: dict[str, Any]) -> tuple[str, ...]:
         else ("batch_size",)
 
 
+def _stored(backend_info: dict[str, Any], key: str) -> int | None:
+    """A setting as a run stored it, when it is one a model can be loaded with (a value of
+    another type, from an import or an old release, is not held against a resume)."""
+    value = backend_info.get(key)
+    return value if type(value) is int and value >= 1 else None
+
+
 def _check_resumable(plans: Sequence[RunPlan], backend_info: dict[str, Any]) -> None:
     """A resumed run goes on only on a model loaded as it was: else its record would state
     settings that its new outputs were not decoded with (and cache them under that key)."""
@@ -91,7 +98,7 @@ def _check_resumable(plans: Sequence[RunPlan], backend_info: dict[str, Any]) -> 
         if plan.run_id is None or was.get("backend") != backend_info.get("backend"):
             continue
         for key in _reproducing(was):
-            then, now = was.get(key), backend_info.get(key)
+            then, now = _stored(was, key), _stored(backend_info, key)
             if then is not None and now is not None and then != now:
                 name, option = words[key]
                 raise SaferlabError(

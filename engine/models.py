@@ -54,7 +54,7 @@ def parse_model_spec(spec: str) -> ModelRef:
     if spec == "embedded":
         return ModelRef(spec, "gguf", str(embedded_model_path()))
     if spec.lower().endswith(".gguf") and not spec.startswith(("gguf:", "fake:", "hf:", "openai:")):
-        return ModelRef(spec, "gguf", spec)
+        return ModelRef(spec, "gguf", os.path.expanduser(spec))  # as gguf:PATH is
     scheme, sep, rest = spec.partition(":")
     if sep and scheme == "gguf":
         if not rest.strip():

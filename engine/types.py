@@ -57,11 +57,6 @@ class DecodingParams:
         if not 0 <= self.seed <= MAX_SEED:  # llama.cpp reads MAX_SEED + 1 as "any seed"
             raise SaferlabError(f"--seed must be between 0 and {MAX_SEED}, not {self.seed}",
                                 EXIT_USAGE)
-        for kind, budget in (("", self.max_tokens), *self.max_tokens_by_kind):
-            if type(budget) is not int or not 1 <= budget <= MAX_TOKENS:
-                option = f"--max-tokens-for {kind}=N takes N" if kind else "--max-tokens must be"
-                raise SaferlabError(f"{option} from 1 to {MAX_TOKENS}, not {budget!r}",
-                                    EXIT_USAGE)
         if not (math.isfinite(self.temperature) and self.temperature >= 0):
             raise SaferlabError(f"--temperature must be a finite number of 0 or more, not "
                                 f"{self.temperature}", EXIT_USAGE)

@@ -124,9 +124,11 @@ class LabApp(App):
               resumed: dict[str, Any] | None = None) -> LoadedModel:
         """Load (in the calling worker thread) unless that model is already loaded as asked:
         with the lab's batch size, or with the options a resumed run was decoded with."""
+        from saferlab.engine.backends.base import DEFAULT_CTX
         from saferlab.engine.lab import Lab, LoadedModel
 
-        options = {"batch_size": self.settings.batch_size} | (resumed or {})
+        options = {"batch_size": self.settings.batch_size, "n_ctx": DEFAULT_CTX}
+        options |= resumed or {}
         with self.model_lock:
             current = self.loaded
             if current is not None and current.serves(spec, adapters, options):

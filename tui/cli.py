@@ -10,6 +10,7 @@ from typing import List, Optional
 import typer
 
 from saferlab.engine.errors import EXIT_USAGE, SaferlabError
+from saferlab.engine.types import MAX_TOKENS
 
 from . import render
 from .common import DbOption, handles_errors, open_store, output, session_ended
@@ -57,7 +58,7 @@ def run(
     attacker_model: Optional[str] = typer.Option(None, "--attacker-model", help="Attacker of iterative attacks (default: the target)."),
     limit: Optional[int] = typer.Option(None, "--limit", "-n", min=1, help="Items drawn from each suite."),
     seed: int = typer.Option(0, "--seed", help="Seed for sampling, the math generator and decoding."),
-    max_tokens: int = typer.Option(256, "--max-tokens", min=1, help="Tokens generated per item at most."),
+    max_tokens: int = typer.Option(256, "--max-tokens", min=1, max=MAX_TOKENS, help="Tokens generated per item at most."),
     max_tokens_for: List[str] = typer.Option([], "--max-tokens-for", help="KIND=N: another budget for items of one kind (harmful, benign, math, privacy), e.g. math=512; repeatable."),
     temperature: float = typer.Option(0.0, "--temperature", min=0.0, help="0 decodes greedily."),
     judge: List[str] = typer.Option([], "--judge", "-j", help="Judges, the first of each meter primary (default: refusal-heuristic, refusal-keywords, answer-match, pii-leak)."),
@@ -126,13 +127,12 @@ def run(
         say(f"saferlab: {cached} of {sum(r.generated for r in outcome.runs)} answers came from "
             "the result cache (identical earlier requests); --no-cache decodes them again",
             err=True)
-    session_ended(outcome)
+    session_ended(outcome, db)
 
 
 def kind_budgets(texts: List[str]) -> tuple[tuple[str, int], ...]:
     """``["math=512"]`` as DecodingParams.max_tokens_by_kind."""
     from saferlab.engine.suites import KINDS
-    from saferlab.engine.types import MAX_TOKENS
 
     budgets = {}
     for text in texts:
@@ -239,7 +239,7 @@ def adapters_add(paths: List[Path] = typer.Argument(..., help="PEFT LoRA folders
 def bench(
     model: List[str] = typer.Option(["embedded"], "--model", "-m", help="Model; repeat to compare backends. GGUF models get every figure; others the runner's speed."),
     items: int = typer.Option(20, "--items", min=1, help="Harmful requests to decode."),
-    max_tokens: int = typer.Option(64, "--max-tokens", min=1),
+    max_tokens: int = typer.Option(64, "--max-tokens", min=1, max=MAX_TOKENS),
     threads: Optional[int] = typer.Option(None, "--threads", min=1),
     cache_items: int = typer.Option(100, "--cache-items", min=2, help="Items of the batch that is run twice (the second time from the result cache) and whose peak RSS is measured."),
     repeats: int = typer.Option(5, "--repeats", min=1, help="Rounds of the decodings compared with one another (plain, the lab at each batch size, the interface); each ratio is the median of the rounds' ratios."),

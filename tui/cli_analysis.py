@@ -10,6 +10,7 @@ from typing import List, Optional
 import typer
 
 from saferlab.engine.errors import EXIT_ITEMS_FAILED, EXIT_USAGE, SaferlabError
+from saferlab.engine.types import MAX_TOKENS
 
 from . import render_analysis as show
 from .common import (MAX_ID, DbOption, JsonOption, handles_errors, open_store, output,
@@ -150,7 +151,7 @@ def tradeoff(session: Optional[str] = typer.Argument(None, help="s3, 3 or last (
 def experiment_prompting(
     model: str = typer.Option("embedded", "--model", "-m"),
     limit: int = typer.Option(10, "--limit", "-n", min=1, help="Items from each suite."),
-    max_tokens: int = typer.Option(256, "--max-tokens", min=1),
+    max_tokens: int = typer.Option(256, "--max-tokens", min=1, max=MAX_TOKENS),
     seed: int = typer.Option(0, "--seed"),
     db: Optional[Path] = DbOption,
     dry_run: bool = typer.Option(False, "--dry-run", help="List the runs; load no model."),
@@ -178,5 +179,5 @@ def experiment_prompting(
         return
     store = open_store(db)
     outcome = execute(store, plans, None)
-    session_ended(outcome, then=f", then saferlab tradeoff s{outcome.session_id}")
+    session_ended(outcome, db, then=f"saferlab tradeoff s{outcome.session_id}")
     tradeoff(f"s{outcome.session_id}", db=store.path, as_json=as_json)

@@ -9,6 +9,7 @@ from typing import Any, Optional
 import typer
 
 from saferlab.engine.errors import EXIT_CANCELLED, EXIT_USAGE, SaferlabError
+from saferlab.engine.types import MAX_TOKENS
 
 from .common import DbOption, JsonOption, handles_errors, open_store, output, session_ended
 
@@ -217,7 +218,7 @@ def experiment_finetune(
     aligned_steps: Optional[int] = typer.Option(None, "--aligned-steps", min=1, help="Steps of the aligned adapter."),
     sizes: Optional[str] = typer.Option(None, "--sizes", help="The data-size sweep: long-CoT examples per adapter, e.g. 100,200,400."),
     limit: Optional[int] = typer.Option(None, "--limit", "-n", min=1, help="Items per suite in the evaluation (default: all)."),
-    max_tokens: int = typer.Option(128, "--max-tokens", min=1, help="Tokens per answer to harmful, benign and privacy items (their verdicts come from the opening)."),
+    max_tokens: int = typer.Option(128, "--max-tokens", min=1, max=MAX_TOKENS, help="Tokens per answer to harmful, benign and privacy items (their verdicts come from the opening)."),
     math_tokens: int = typer.Option(480, "--math-tokens", min=1, help="Tokens per answer to a math item (long-CoT needs about 300, at most 450)."),
     math_items: int = typer.Option(50, "--math-items", min=1, help="Math problems (the suite's first N; 100 is the whole suite)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Where the adapters go (default: $SAFERLAB_HOME/experiments/finetune-seedN); ones already there with the same recipe are reused."),
@@ -282,7 +283,7 @@ def experiment_finetune(
                    f"{outcome.peak_rss_mb:.0f} MB", err=True)
     plans = exp.plans()
     outcome = execute(store, plans, None, {"n_threads": threads})
-    session_ended(outcome, then=f", then saferlab experiment report s{outcome.session_id}")
+    session_ended(outcome, db, then=f"saferlab experiment report s{outcome.session_id}")
     finetune_report(store, outcome.session_id, as_json)
 
 

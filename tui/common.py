@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import shlex
 import sqlite3
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -54,12 +55,15 @@ def open_store(db: Optional[Path], existing: bool = False):
     return Store(db or default_db_path(), create=not existing)
 
 
-def session_ended(outcome: Any, then: str = "") -> None:
+def session_ended(outcome: Any, db: Optional[Path], then: str = "") -> None:
     """What every command that runs a session says when it did not end cleanly, the same
     way: cancelled (exit 130), a run that got nothing back (exit 5), items that failed (a
-    warning per run; they are stored and a resume generates them again). ``then``: what to
-    do after the resume (", then saferlab tradeoff s3")."""
-    resume = f"saferlab run --resume s{outcome.session_id}"
+    warning per run; they are stored and a resume generates them again). ``db``: the --db
+    given, which the commands said must name too; ``then``: the command to run after the
+    resume ("saferlab tradeoff s3")."""
+    on = f" --db {shlex.quote(str(db))}" if db is not None else ""
+    resume = f"saferlab run --resume s{outcome.session_id}{on}"
+    then = f", then {then}{on}" if then else ""
     if outcome.status == "cancelled":
         say(f"cancelled; finish it with: {resume}{then}", err=True)
         raise typer.Exit(EXIT_CANCELLED)

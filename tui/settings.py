@@ -8,6 +8,7 @@ from pathlib import Path
 
 from saferlab.engine.backends.base import DEFAULT_BATCH
 from saferlab.engine.judges import DEFAULT_JUDGES  # the engine owns the defaults
+from saferlab.engine.types import MAX_TOKENS
 
 DEFAULT_ADAPTERS = ("aligned", "aligned+cot")
 
@@ -58,7 +59,7 @@ def load_settings(path: Path | None = None) -> Settings:
 def _sound(key: str, value: object) -> bool:
     """Whether a saved value of the right type is one the interface can use."""
     if key in ("sample", "max_tokens", "batch_size"):
-        return isinstance(value, int) and value >= 1
+        return type(value) is int and value >= 1 and (key != "max_tokens" or value <= MAX_TOKENS)
     if key == "export_format":
         from saferlab.engine.export import FORMATS
 

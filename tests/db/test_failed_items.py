@@ -84,7 +84,7 @@ def test_the_command_exits_5_with_the_first_error_when_a_server_is_down(tmp_path
     assert result.exit_code == 5
     last = result.output.strip().splitlines()[-1]
     assert last.startswith("saferlab: error: run 1: every item failed (2); the first: ")
-    assert last.endswith("retry them: saferlab run --resume s1") and "refused" in last
+    assert last.endswith(f"retry them: saferlab run --resume s1 --db {db}") and "refused" in last
     # still down: the resume retries both items, and fails the same way
     result = CliRunner().invoke(app, ["run", "--resume", "last", "--db", db])
     assert result.exit_code == 5 and "every item failed (2)" in result.output

@@ -33,6 +33,12 @@ def test_parse_model_spec(spec, scheme, target):
     assert (ref.scheme, ref.target) == (scheme, target)
 
 
+def test_a_gguf_path_from_home_is_read_as_gguf_colon_reads_it(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert parse_model_spec("~/m.gguf").target == str(tmp_path / "m.gguf")
+    assert parse_model_spec("gguf:~/m.gguf").target == str(tmp_path / "m.gguf")
+
+
 @pytest.mark.parametrize("spec", ["ollama:llama3", "model.bin", "openai:localhost#x",
                                   "openai:http://127.0.0.1:8000/v1"])
 def test_unknown_specs_list_the_known_ones(spec):

@@ -62,3 +62,16 @@ def test_a_resume_on_a_model_loaded_otherwise_is_refused_before_it_runs(tmp_path
     again = Sized(4, 2048, script=lambda r: REFUSAL)
     outcome = Lab(recorder=store).run(plans, session_id=session_id, backend=again)
     assert outcome.status == "finished" and len(again.calls) == 2
+
+
+@pytest.mark.parametrize("stored", ["4", 0, 4.0, None, True])
+def test_a_stored_setting_no_model_loads_with_is_neither_kept_nor_held_against_a_resume(stored):
+    from dataclasses import replace
+
+    from saferlab.engine.lab import _check_resumable
+
+    (plan,) = Lab().plan(SessionSpec(model="fake", suites=("harmful",), limit=1))
+    plan = replace(plan, run_id=7, extra_config={"backend": {"backend": "llama.cpp",
+                                                             "batch_size": stored}})
+    assert resumed_options([plan]) == {}
+    _check_resumable([plan], {"backend": "llama.cpp", "batch_size": 8, "n_ctx": 4096})

@@ -266,6 +266,9 @@ def test_saved_values_the_interface_cannot_use_fall_back_to_defaults(tmp_path):
     s = load_settings(path)
     assert (s.export_format, s.max_tokens, s.sample, s.batch_size) == ("html", 256, 5, 8)
     assert s.suites == ["harmful", "math"] and s.reasoning == "long-cot"
+    path.write_text(json.dumps({"max_tokens": 10 ** 12, "sample": True}))  # a typo, a bool
+    s = load_settings(path)
+    assert (s.max_tokens, s.sample) == (256, 5)
 
 
 def test_the_export_dialog_asks_before_replacing_a_file(tmp_path):
@@ -616,14 +619,15 @@ def test_a_run_resumed_from_history_keeps_the_batch_size_it_was_decoded_with(tmp
             configure(app.screen, suites=("harmful",), sample=3)
             await pilot.press("f")
             await settle(app, pilot)
-            assert app.loaded.options == {"batch_size": 8}
+            first = app.loaded
+            assert first.options == {"batch_size": 8, "n_ctx": 4096}
             app.settings.batch_size = 2  # changed since: the resume keeps the run's own
 
             def restore():
                 server["down"] = False
 
             await resume_from_history(app, pilot, before=restore)
-            assert app.loaded.options == {"batch_size": 8, "n_ctx": 4096}
+            assert app.loaded is first  # loaded as the run was: not loaded again
 
     run(flow())
     with sqlite3.connect(tmp_path / "lab.db") as conn:

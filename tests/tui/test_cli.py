@@ -46,13 +46,12 @@ def test_models_lists_what_the_labs_picker_lists(tmp_path, monkeypatch):
     folder.mkdir(parents=True)
     (folder / "config.json").write_text("{}")
     monkeypatch.chdir(tmp_path)
-    from saferlab.engine.models import available_models
-
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))  # no cached model of the machine
     rows = json.loads(invoke("models", "--json").output)
-    assert f"hf:{folder}" in {r["spec"] for r in rows}
-    assert [r["spec"] for r in rows] == [r["spec"] for r in available_models()]
-    hf = next(r for r in rows if r["source"] == "hf")
-    assert hf["name"] == "Tiny-HF" and hf["path"] == str(folder) and hf["size_bytes"] is None
+    assert rows[0]["spec"] == "embedded"
+    (hf,) = [r for r in rows if r["source"] == "hf"]
+    assert hf["spec"] == f"hf:{folder}" and hf["name"] == "Tiny-HF"
+    assert hf["path"] == str(folder) and hf["size_bytes"] is None
 
 
 def test_run_with_the_fake_backend_prints_runs_as_json(saferlab_home):
@@ -278,7 +277,7 @@ def test_a_user_suite_named_like_a_loader_is_refused(saferlab_home):
     (["run", "-m", "fake", "--max-tokens-for", "maths=5", "--dry-run"], "KIND one of harmful"),
     (["run", "-m", "fake", "--max-tokens-for", "math=0", "--dry-run"], "math=N takes N from 1"),
     (["run", "-m", "fake", "--max-tokens-for", "math=" + "9" * 20, "--dry-run"], "from 1 to"),
-    (["run", "-m", "fake", "--max-tokens", "9" * 11, "--dry-run"], "--max-tokens must be from 1"),
+    (["run", "-m", "fake", "--max-tokens", "9" * 11, "--dry-run"], "less than or equal to 1048576"),
     (["tradeoff", "99999999999999999999999"], "ids go up to"),
 ])
 def test_ids_seeds_and_temperatures_out_of_range_are_usage_errors(saferlab_home, args, says):
@@ -312,3 +311,13 @@ def test_runs_tell_apart_runs_that_differ_only_in_their_modifiers(saferlab_home)
     assert [r["modifiers"] for r in rows] == [["safety-system"], []]
     table = runner.invoke(app, ["runs"]).stdout
     assert "modifiers" in table and "safety-system" in table
+
+
+def test_a_read_only_stand_in_for_a_missing_database_refuses_writes(tmp_path):
+    from saferlab.db import Store
+
+    store = Store(tmp_path / "none.db", create=False)
+    assert list(store.query("SELECT COUNT(*) AS n FROM runs")) == [{"n": 0}]
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        store.start_session({})
+    assert not (tmp_path / "none.db").exists()

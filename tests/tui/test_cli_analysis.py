@@ -213,7 +213,8 @@ def test_experiment_prompting_on_a_server_that_is_down_exits_5_with_no_table(tmp
                  "--limit", "1", "--db", db)
     assert result.exit_code == 5, result.output
     assert "run 1: every item failed (3)" in result.stderr and "connection refused" in result.stderr
-    assert "saferlab run --resume s1, then saferlab tradeoff s1" in result.stderr
+    assert f"saferlab run --resume s1 --db {db}, then saferlab tradeoff s1 --db {db}" \
+        in result.stderr  # the commands said name the database the session is in
     assert "safety" not in result.stdout  # no table of runs that got nothing back
 
 
@@ -225,3 +226,11 @@ def test_tradeoff_reads_session_ids_in_range_and_points_from_a_run_to_its_sessio
     run = cli("tradeoff", "r1", "--db", db)
     assert run.exit_code == 2 and "run 1 is in session s1" in run.stderr
     assert cli("tradeoff", "1", "--db", db).exit_code == 0  # a bare number is a session here
+
+
+@pytest.mark.parametrize("target", ["s²", "r²", "²"])
+def test_session_ids_in_other_digits_are_usage_errors(tmp_path, target):
+    db = tmp_path / "lab.db"
+    stored_run(db, lambda r: REFUSAL)
+    result = cli("tradeoff", target, "--db", db)
+    assert result.exit_code == 2 and "give a session id" in result.stderr, result.output

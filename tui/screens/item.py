@@ -14,7 +14,6 @@ from saferlab.db.outcomes import LABEL_KEYS
 from ..literal import literal
 
 
-
 class ItemScreen(Screen):
     BINDINGS = [
         Binding("escape", "dismiss", "Back"),
