@@ -127,6 +127,15 @@ class Database:
                     conn.execute("ROLLBACK")
                 raise
 
+    def integrity_problems(self, limit: int = 20) -> list[str]:
+        """What SQLite's integrity check finds wrong with the file (none: it is sound): a
+        damaged page makes queries answer from what is left, so reports would be short."""
+        try:
+            rows = [r[0] for r in self.db.conn.execute(f"PRAGMA integrity_check({int(limit)})")]
+        except sqlite3.DatabaseError as exc:
+            return [str(exc)]
+        return [] if rows == ["ok"] else rows
+
     def close(self) -> None:
         db = getattr(self._local, "db", None)
         if db is not None:

@@ -9,7 +9,7 @@ from typing import List, Optional
 
 import typer
 
-from saferlab.engine.errors import EXIT_USAGE, SaferlabError
+from saferlab.engine.errors import EXIT_DATABASE, EXIT_USAGE, SaferlabError
 from saferlab.engine.types import MAX_TOKENS
 
 from . import render
@@ -291,6 +291,28 @@ def db_path(db: Optional[Path] = DbOption) -> None:
     from saferlab.db import default_db_path
 
     typer.echo(str(db or default_db_path()))
+
+
+@db_app.command("check")
+@handles_errors
+def db_check(db: Optional[Path] = DbOption) -> None:
+    """Check the database file page by page (SQLite's integrity check); exit 4 when it is
+    damaged. A damaged page makes reports and exports quietly short."""
+    store = open_store(db, existing=True)
+    if not store.path.exists():
+        say(f"no database yet at {store.path}: nothing was run")
+        return
+    problems = store.integrity_problems()
+    if problems:
+        say(f"saferlab: error: database {store.path} is damaged (SQLite's integrity check):",
+            err=True)
+        for line in "\n".join(problems).splitlines():
+            if not line.startswith("***"):
+                say(f"  {line}", err=True)
+        say("saferlab: to keep what can still be read, try: saferlab export -o FILE.jsonl, "
+            "then saferlab import FILE.jsonl --db NEW.db", err=True)
+        raise typer.Exit(EXIT_DATABASE)
+    say(f"ok: {store.path}")
 
 
 def _register() -> None:

@@ -321,3 +321,27 @@ def test_a_read_only_stand_in_for_a_missing_database_refuses_writes(tmp_path):
     with pytest.raises(sqlite3.OperationalError, match="readonly"):
         store.start_session({})
     assert not (tmp_path / "none.db").exists()
+
+
+def test_db_check_finds_a_damaged_page_and_passes_a_sound_file(saferlab_home):
+    from saferlab.db import default_db_path
+
+    result = runner.invoke(app, ["db", "check"])
+    assert result.exit_code == 0 and "no database yet" in result.stdout
+    assert not default_db_path().exists()
+    invoke("run", "-m", "fake:echo", "-s", "harmful", "-s", "benign")
+    result = runner.invoke(app, ["db", "check"])
+    assert result.exit_code == 0 and result.stdout.startswith("ok: "), result.output
+    db = default_db_path()
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        size = conn.execute("PRAGMA page_size").fetchone()[0]
+        root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'generations'"
+                            ).fetchone()[0]
+    conn.close()
+    with open(db, "r+b") as f:  # the page that roots the generations table, overwritten
+        f.seek((root - 1) * size + 8)
+        f.write(b"\xff" * 64)
+    result = runner.invoke(app, ["db", "check"])
+    assert result.exit_code == 4, result.output
+    assert f"database {db} is damaged" in result.stderr and "page" in result.stderr
