@@ -28,21 +28,23 @@ def _number(text: str) -> bool:
     return text.isdecimal() and text.isascii()
 
 
-def parse_target(text: str) -> tuple[str, int | None]:
-    """``last``, ``s3``/``session:3`` (a session) or ``7``/``r7``/``run:7`` (a run)."""
+def parse_target(text: str, sessions: bool = False) -> tuple[str, int | None]:
+    """``last``, ``s3``/``session:3`` (a session) or ``7``/``r7``/``run:7`` (a run). For a
+    command that takes ``sessions`` only, a bare ``3`` is session 3."""
     t = text.strip().lower()
     if t == "last":
         return "session", None
     for prefix, kind in (("session:", "session"), ("s", "session"), ("run:", "run"), ("r", "run"),
-                         ("", "run")):
+                         ("", "session" if sessions else "run")):
         if t.startswith(prefix) and _number(t[len(prefix):]):
             ident = int(t[len(prefix):])
             if ident > MAX_ID:  # SQLite stores no larger integer
                 raise SaferlabError(f"no {kind} {t[len(prefix):]}: ids go up to {MAX_ID}",
                                     EXIT_USAGE)
             return kind, ident
-    raise SaferlabError(
-        f"cannot read {text!r}: give a run id (7 or r7), a session id (s3) or 'last'", EXIT_USAGE)
+    wanted = "a session id (s3 or 3)" if sessions else \
+        "a run id (7 or r7), a session id (s3)"
+    raise SaferlabError(f"cannot read {text!r}: give {wanted} or 'last'", EXIT_USAGE)
 
 
 def load_run_plan(store: Store, run: dict[str, Any]) -> RunPlan:
@@ -88,23 +90,15 @@ def resumable(store: Store, target: str,
 
 def session_runs(store: Store, target: str) -> tuple[int, list[dict[str, Any]]]:
     """A session (``last``, ``s3`` or ``3``) and its runs, oldest first."""
-    t = target.strip().lower()
-    if t == "last":
-        session_id = latest_session_id(store)
-        if session_id is None:
-            raise SaferlabError(f"{store.path} holds no session yet", EXIT_USAGE)
-    else:
-        digits = t.removeprefix("session:").removeprefix("s")
-        if not _number(digits):
-            run = t.removeprefix("run:").removeprefix("r")
-            rows = list(store.query("SELECT session_id FROM runs WHERE id = ?", [int(run)])) \
-                if _number(run) and int(run) <= MAX_ID else []
-            where = f": run {int(run)} is in session s{rows[0]['session_id']}" if rows else ""
-            raise SaferlabError(f"cannot read {target!r}: give a session id (s3) or "
-                                f"'last'{where}", EXIT_USAGE)
-        session_id = int(digits)
-        if session_id > MAX_ID:  # SQLite stores no larger integer
-            raise SaferlabError(f"no session {digits}: ids go up to {MAX_ID}", EXIT_USAGE)
+    kind, ident = parse_target(target, sessions=True)
+    if kind == "run":
+        rows = list(store.query("SELECT session_id FROM runs WHERE id = ?", [ident]))
+        where = f": run {ident} is in session s{rows[0]['session_id']}" if rows else ""
+        raise SaferlabError(f"cannot read {target!r}: give a session id (s3 or 3) or "
+                            f"'last'{where}", EXIT_USAGE)
+    session_id = ident if ident is not None else latest_session_id(store)
+    if session_id is None:
+        raise SaferlabError(f"{store.path} holds no session yet", EXIT_USAGE)
     runs = list(store.query("SELECT * FROM runs WHERE session_id = ? ORDER BY id", [session_id]))
     if not runs:
         raise SaferlabError(f"no session s{session_id} in {store.path}", EXIT_USAGE)

@@ -168,9 +168,10 @@ def models(as_json: bool = typer.Option(False, "--json")) -> None:
             size = path.stat().st_size if path is not None else None
         except OSError:
             size = None
+        where = path or row.get("folder")  # an hf model: its folder
         rows.append({"spec": row["spec"], "source": row["source"], "name": row["name"],
-                     "path": str(path if path is not None else row.get("folder") or "") or None,
-                     "size_bytes": size} | ({"error": row["error"]} if "error" in row else {}))
+                     "path": str(where) if where else None, "size_bytes": size}
+                    | ({"error": row["error"]} if "error" in row else {}))
     output(rows, as_json, render.models_table)
 
 

@@ -188,3 +188,30 @@ def test_batched_runs_reproduce_and_a_rerun_comes_from_the_cache(saferlab_home):
     other = subprocess.run(base + ["--batch-size", "1"], capture_output=True, text=True,
                            timeout=300)
     assert json.loads(other.stdout)[0]["cached"] == 0
+
+
+def test_a_resume_keeps_the_batch_size_its_run_was_decoded_with(saferlab_home):
+    """On the embedded model and a real database: a run decoded 2 at a time is resumed 2 at a
+    time, and a resume asked at another batch size is refused before it decodes anything."""
+    db = saferlab_home / "saferlab.db"
+    first = subprocess.run(SAFERLAB + ["run", "--suite", "harmful", "--limit", "4",
+                                       "--max-tokens", "8", "--batch-size", "2"],
+                           capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    with sqlite3.connect(db) as conn:  # the last two items undone, as a crash would leave them
+        gone = [r for (r,) in conn.execute("SELECT id FROM generations ORDER BY id DESC LIMIT 2")]
+        for table in ("verdicts", "turns", "labels"):
+            conn.executemany(f"DELETE FROM {table} WHERE generation_id = ?", [(g,) for g in gone])
+        conn.executemany("DELETE FROM generations WHERE id = ?", [(g,) for g in gone])
+        conn.execute("UPDATE runs SET status = 'cancelled'")
+    other = subprocess.run(SAFERLAB + ["run", "--resume", "last", "--batch-size", "4"],
+                           capture_output=True, text=True, timeout=300)
+    assert other.returncode == 2, other.stderr
+    assert "was decoded with batch size 2" in other.stderr and "(--batch-size 2)" in other.stderr
+    assert stored(db) == 2
+    resumed = subprocess.run(SAFERLAB + ["run", "--resume", "last", "--json"],
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    (run,) = json.loads(resumed.stdout)
+    assert run["status"] == "finished" and run["config"]["backend"]["batch_size"] == 2
+    assert stored(db) == 4
