@@ -7,6 +7,7 @@ import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
 from typing import Any, Literal
 
 from .errors import EXIT_USAGE, SaferlabError
@@ -212,9 +213,10 @@ class Item:
             fields["context"] = tuple(Message.from_dict(m) for m in fields["context"])
         return cls(**fields)
 
-    @property
+    @cached_property
     def id(self) -> str:
-        """Key plus a digest of the content, so an edited item never aliases its old self."""
+        """Key plus a digest of the content, so an edited item never aliases its old self.
+        Worked out once per item: a run asks for it several times per generation."""
         blob = json.dumps(self.to_dict(), sort_keys=True, ensure_ascii=False)
         return f"{self.key}#{hashlib.sha256(blob.encode()).hexdigest()[:10]}"
 
