@@ -215,7 +215,7 @@ def adapters_list(ctx: typer.Context, db: Optional[Path] = DbOption,
     from saferlab.engine.saved_adapters import left_out_adapters
 
     for problem in left_out_adapters():  # left out of the list: say which and why
-        typer.echo(f"saferlab: warning: left out: {problem}", err=True)
+        say(f"saferlab: warning: left out: {problem}", err=True)
     # A --db that names no file yet registers nothing: list the saved ones, make no file.
     store = None if db is not None and not db.exists() else open_store(db, existing=True)
     output(all_adapters(store), as_json, render.adapters_table)
@@ -291,7 +291,7 @@ def db_path(db: Optional[Path] = DbOption) -> None:
     """Print where the database is."""
     from saferlab.db import default_db_path
 
-    typer.echo(str(db or default_db_path()))
+    say(str(db or default_db_path()))
 
 
 @db_app.command("check")

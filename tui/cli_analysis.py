@@ -15,6 +15,7 @@ from saferlab.engine.types import MAX_TOKENS
 from . import render_analysis as show
 from .common import (MAX_ID, DbOption, JsonOption, handles_errors, open_store, output,
                      session_ended)
+from .literal import say
 
 experiment_app = typer.Typer(no_args_is_help=True, help="The paper's experiments, one command each.")
 
@@ -174,7 +175,7 @@ def experiment_prompting(
             output({"runs": grid, "skipped": list(missing)}, True, None)
             return
         for c in grid:
-            typer.echo(f"{c['reasoning']} / {c['attack']} / {', '.join(c['modifiers']) or '-'}")
+            say(f"{c['reasoning']} / {c['attack']} / {', '.join(c['modifiers']) or '-'}")
         typer.echo(f"{len(plans)} runs of {len(plans[0].items)} items", err=True)
         return
     store = open_store(db)

@@ -12,6 +12,7 @@ from saferlab.engine.errors import EXIT_CANCELLED, EXIT_USAGE, SaferlabError
 from saferlab.engine.types import MAX_TOKENS
 
 from .common import DbOption, JsonOption, handles_errors, open_store, output, session_ended
+from .literal import say
 
 DatasetsOption = typer.Option(
     None, "--datasets", help="A folder of public datasets (AdvBench is read from "
@@ -219,7 +220,7 @@ def experiment_finetune(
     sizes: Optional[str] = typer.Option(None, "--sizes", help="The data-size sweep: long-CoT examples per adapter, e.g. 100,200,400."),
     limit: Optional[int] = typer.Option(None, "--limit", "-n", min=1, help="Items per suite in the evaluation (default: all)."),
     max_tokens: int = typer.Option(128, "--max-tokens", min=1, max=MAX_TOKENS, help="Tokens per answer to harmful, benign and privacy items (their verdicts come from the opening)."),
-    math_tokens: int = typer.Option(480, "--math-tokens", min=1, help="Tokens per answer to a math item (long-CoT needs about 300, at most 450)."),
+    math_tokens: int = typer.Option(480, "--math-tokens", min=1, help="Tokens per answer to a math item (long-CoT answers take about 300, the longest about 450)."),
     math_items: int = typer.Option(50, "--math-items", min=1, help="Math problems (the suite's first N; 100 is the whole suite)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Where the adapters go (default: $SAFERLAB_HOME/experiments/finetune-seedN); ones already there with the same recipe are reused."),
     datasets: Optional[Path] = DatasetsOption,
@@ -264,7 +265,7 @@ def experiment_finetune(
                     "attacks": list(EVAL_ATTACKS)}, True, None)
             return
         for p in planned:
-            typer.echo(f"{p['state']}: {p['command']}")
+            say(f"{p['state']}: {p['command']}")
         typer.echo(f"then {configurations} configurations over harmful, benign, math "
                    "and privacy items, and over harmful items under prefix-injection", err=True)
         return

@@ -57,3 +57,19 @@ def test_every_command_shows_hostile_data_literally(saferlab_home, tmp_path):
                   "--db", db).exit_code == 3
     html = (tmp_path / "s.html").read_text()
     assert "\u202e" not in html and "\\u202e" in html
+
+
+def test_paths_and_names_a_command_prints_are_shown_literally(saferlab_home, tmp_path):
+    # a --db path, an adapter folder left out of the list, the experiment's planned commands
+    name = HOSTILE.replace("/", "").replace("\x00", "")  # what a file name may hold
+    assert invoke("db", "path", "--db", str(tmp_path / (name + ".db"))).exit_code == 0
+    bad = saferlab_home / "adapters" / name
+    bad.mkdir(parents=True)
+    (bad / "saferlab.json").write_text("{not json")
+    result = invoke("adapters")
+    assert "left out" in result.stderr
+    model = tmp_path / (name + ".gguf")
+    model.write_bytes(b"GGUF")
+    result = invoke("experiment", "finetune", "--dry-run", "--model", f"gguf:{model}")
+    assert result.exit_code == 0, result.stderr
+    assert "signature" in result.stdout
