@@ -42,7 +42,7 @@ from .data import TrainingSet, examples_sha256
 from .disjoint import evaluation_set
 from .save import base_description, save_adapter
 from .spec import Resume, TrainOutcome, TrainSpec, lora_targets
-from .tensors import Examples, collate_with, encode_all
+from .tensors import Examples, answer_loss, collate_with, encode_all
 
 
 def hf_ref(spec: str) -> ModelRef:
@@ -303,6 +303,27 @@ class _Ending:
         self.emit(TrainingFinished(self.training_id, status, str(folder) if folder else None))
 
 
+class _AnswerLossTrainer(Trainer):
+    """Trainer with the loss of ``answer_loss``: the output layer only where a token is
+    learned. Checked once, on the first batch, against the model's own loss; a model whose
+    logits are more than its output layer over its decoder (a soft cap, a scale) fails that
+    check and trains with the model's own loss throughout."""
+
+    answer_only: bool | None = None  # None until the first batch has checked it
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if return_outputs or self.answer_only is False or not model.training:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        loss = answer_loss(model, inputs, num_items_in_batch)
+        if self.answer_only is None:
+            with torch.no_grad():
+                full = super().compute_loss(model, inputs, False, num_items_in_batch)
+            self.answer_only = bool(torch.allclose(loss.detach(), full, rtol=1e-4, atol=1e-5))
+            if not self.answer_only:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        return loss
+
+
 def _fit(spec: TrainSpec, backend: HfBackend, on_key: str | None, on_adapters: dict[str, Any],
          base: dict[str, Any], training: TrainingSet, rows: list, resume: Resume | None,
          ending: _Ending, emit: Emit, cancel: threading.Event, started: float) -> TrainOutcome:
@@ -319,8 +340,9 @@ def _fit(spec: TrainSpec, backend: HfBackend, on_key: str | None, on_adapters: d
         model = get_peft_model(model, lora)
     device = backend.device
     watch = _Watch(training_id, ending.recorder, emit, cancel)
-    trainer = Trainer(model=model, args=_arguments(spec, backend), train_dataset=Examples(rows),
-                      data_collator=collate_with(backend.pad_id), callbacks=[watch])
+    trainer = _AnswerLossTrainer(model=model, args=_arguments(spec, backend),
+                                 train_dataset=Examples(rows),
+                                 data_collator=collate_with(backend.pad_id), callbacks=[watch])
     for printer in (PrinterCallback, ProgressCallback):  # progress is ours to show
         trainer.remove_callback(printer)
     total = trainer.args.max_steps if trainer.args.max_steps > 0 else math.ceil(
@@ -340,7 +362,9 @@ def _fit(spec: TrainSpec, backend: HfBackend, on_key: str | None, on_adapters: d
     result: dict[str, Any] = {"steps": steps, "total_steps": total,
                               "duration_ms": duration * 1000, "tokens_per_s": rate,
                               "tokens": watch.tokens, "peak_rss_mb": peak_rss_mb(),
-                              "final_loss": watch.losses[-1] if watch.losses else None}
+                              "final_loss": watch.losses[-1] if watch.losses else None,
+                              # the output layer applied to learned tokens only, or everywhere
+                              "loss_on": "answers" if trainer.answer_only else "every token"}
     if device.type == "cuda":
         result["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / (1 << 20)
     outcome = TrainOutcome(training_id, "finished", None, steps, total, watch.losses, rate,

@@ -75,6 +75,35 @@ def _spec(tmp_path, **kw) -> TrainSpec:
                          "out": str(tmp_path / "tiny")} | kw))
 
 
+def test_the_answer_only_loss_is_the_models_own_loss_and_gradient():
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from saferlab.engine.finetune.tensors import answer_loss, collate_with
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=97, hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
+    model = get_peft_model(LlamaForCausalLM(config), LoraConfig(
+        r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False))
+    batch = collate_with(0)([  # prompts masked, answers of different lengths, one padded row
+        {"input_ids": [5, 6, 7, 8, 9, 10, 11], "labels": [-100, -100, -100, -100, 9, 10, 11]},
+        {"input_ids": [12, 13, 14, 15], "labels": [-100, -100, 14, 15]}])
+    for num_items in (None, torch.tensor(5)):
+        grads = []
+        for loss_of in (lambda: model(**batch, num_items_in_batch=num_items).loss,
+                        lambda: answer_loss(model, batch, num_items)):
+            model.zero_grad()
+            loss = loss_of()
+            loss.backward()
+            grads.append((loss.detach(), [p.grad.clone() for p in model.parameters()
+                                          if p.requires_grad]))
+        (full, full_grads), (ours, our_grads) = grads
+        assert torch.allclose(ours, full, rtol=1e-5)
+        assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-7)
+                   for a, b in zip(our_grads, full_grads))
+
+
 def test_a_tiny_adapter_trains_resumes_converts_and_is_recorded(tmp_path, embedded_path):
     from saferlab.db import Store
     from saferlab.db.trainings import (TrainingLog, find_training, training_examples,
@@ -109,6 +138,7 @@ def test_a_tiny_adapter_trains_resumes_converts_and_is_recorded(tmp_path, embedd
     assert sum(values[-2:]) / 2 < sum(values[:2]) / 2  # the loss falls
     row = find_training(store, "tiny")
     assert row["status"] == "finished" and row["steps"] == 6 and row["peak_rss_mb"] > 0
+    assert json.loads(row["result_json"])["loss_on"] == "answers"  # the check on batch 1 held
     assert not spec.checkpoints.exists()
 
     folder = spec.folder
