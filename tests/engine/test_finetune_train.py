@@ -75,11 +75,11 @@ def _spec(tmp_path, **kw) -> TrainSpec:
                          "out": str(tmp_path / "tiny")} | kw))
 
 
-def test_the_answer_only_loss_is_the_models_own_loss_and_gradient():
+def _tiny_peft_llama():
     from peft import LoraConfig, get_peft_model
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from saferlab.engine.finetune.tensors import answer_loss, collate_with
+    from saferlab.engine.finetune.tensors import collate_with
 
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=97, hidden_size=32, intermediate_size=64,
@@ -89,6 +89,13 @@ def test_the_answer_only_loss_is_the_models_own_loss_and_gradient():
     batch = collate_with(0)([  # prompts masked, answers of different lengths, one padded row
         {"input_ids": [5, 6, 7, 8, 9, 10, 11], "labels": [-100, -100, -100, -100, 9, 10, 11]},
         {"input_ids": [12, 13, 14, 15], "labels": [-100, -100, 14, 15]}])
+    return model, batch
+
+
+def test_the_answer_only_loss_is_the_models_own_loss_and_gradient():
+    from saferlab.engine.finetune.tensors import answer_loss
+
+    model, batch = _tiny_peft_llama()
     for num_items in (None, torch.tensor(5)):
         grads = []
         for loss_of in (lambda: model(**batch, num_items_in_batch=num_items).loss,
@@ -102,6 +109,30 @@ def test_the_answer_only_loss_is_the_models_own_loss_and_gradient():
         assert torch.allclose(ours, full, rtol=1e-5)
         assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-7)
                    for a, b in zip(our_grads, full_grads))
+
+
+@pytest.mark.parametrize("case, answer_only", [("llama", True), ("soft cap", False),
+                                               ("a loss that differs", False)])
+def test_the_trainer_keeps_the_answer_only_loss_only_where_it_is_the_models(
+        tmp_path, monkeypatch, case, answer_only):
+    from transformers import TrainingArguments
+
+    from saferlab.engine.finetune import train as train_module
+
+    model, batch = _tiny_peft_llama()
+    if case == "soft cap":
+        model.config.final_logit_softcapping = 30.0
+    if case == "a loss that differs":
+        real = train_module.answer_loss
+        monkeypatch.setattr(train_module, "answer_loss", lambda *a: real(*a) * 1.5)
+    trainer = train_module._AnswerLossTrainer(
+        model=model, args=TrainingArguments(output_dir=str(tmp_path), use_cpu=True,
+                                            report_to="none"))
+    model.train()
+    full = model(**batch, num_items_in_batch=torch.tensor(5)).loss
+    loss = trainer.compute_loss(model, dict(batch), num_items_in_batch=torch.tensor(5))
+    assert trainer.answer_only is answer_only
+    assert torch.allclose(loss, full, rtol=1e-5)  # whichever way, the model's loss
 
 
 def test_a_tiny_adapter_trains_resumes_converts_and_is_recorded(tmp_path, embedded_path):
