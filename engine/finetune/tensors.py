@@ -86,8 +86,8 @@ def answer_loss(model: Any, inputs: dict[str, torch.Tensor],
                 num_items: torch.Tensor | int | None = None) -> torch.Tensor:
     """The causal-LM loss of ``model`` (a PEFT model over a causal LM) with the output layer
     applied only where a token is learned: the same value as the model's own loss, without
-    the logits of every masked prompt token (a fifth of a small model's compute, and most of
-    a batch's memory). Summed and divided by ``num_items`` (the learned tokens of the batch)
+    the logits of every masked prompt token (the output layer is a fifth of SmolLM2-135M's
+    compute per token; peak memory falls by only about 4%). Summed and divided by ``num_items`` (the learned tokens of the batch)
     as the model's loss is, or averaged when it is not given."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     labels = inputs["labels"][:, 1:]
